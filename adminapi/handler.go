@@ -1,0 +1,131 @@
+// Package adminapi is the audit trail's admin API: a plain net/http handler
+// that the Caddy module mounts on a listener of its own, so operators reach
+// it and proxied clients never do.
+//
+// It serves GET /healthz and GET /metrics without authentication (load
+// balancers and Prometheus cannot hold secrets well), and everything under
+// /api/v1 behind bearer API keys. Errors are RFC 9457 problem details.
+// Every read through the API is itself recorded as an audit event.
+package adminapi
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/caddy-audit/caddy-audit/storage"
+)
+
+// Config is what New needs to build the admin API.
+type Config struct {
+	// Store answers queries and holds the API keys. Required.
+	Store *storage.Store
+	// Recorder receives the audit events the API writes about its own use.
+	// Nil disables them, which only tests should do.
+	Recorder Recorder
+	// Metrics serves GET /metrics, usually a promhttp handler over Caddy's
+	// registry. Nil answers 404 there.
+	Metrics http.Handler
+	// Logger receives server-side failures (store errors, dropped audit
+	// events). Nil discards them.
+	Logger *slog.Logger
+	// Now is the clock for key expiry and event times; tests replace it.
+	// Nil means time.Now.
+	Now func() time.Time
+}
+
+// Recorder queues an audit event without waiting for it to be written. The
+// audit writer (storage.Writer) satisfies it; it is an interface so tests
+// can see what the API records.
+type Recorder interface {
+	Enqueue(*storage.Event) error
+}
+
+// api is the admin API handler. It keeps a reference to its dependencies
+// rather than a copy of Config so that defaults are resolved once, in New.
+type api struct {
+	store    *storage.Store
+	recorder Recorder
+	log      *slog.Logger
+	now      func() time.Time
+	touches  touchLimiter
+	mux      *http.ServeMux
+}
+
+// route is one method+path the API answers.
+type route struct {
+	method, path string
+	h            http.Handler
+}
+
+// New builds the admin API over cfg.Store.
+func New(cfg Config) (http.Handler, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("adminapi: a store is required")
+	}
+	a := &api{
+		store:    cfg.Store,
+		recorder: cfg.Recorder,
+		log:      cfg.Logger,
+		now:      cfg.Now,
+		touches:  touchLimiter{last: make(map[string]time.Time)},
+		mux:      http.NewServeMux(),
+	}
+	if a.log == nil {
+		a.log = slog.New(slog.DiscardHandler)
+	}
+	if a.now == nil {
+		a.now = time.Now
+	}
+
+	routes := []route{
+		{http.MethodGet, "/healthz", http.HandlerFunc(healthz)},
+		{http.MethodGet, "/api/v1/events", a.authenticate(a.require(permEventsRead, a.searchEvents))},
+	}
+	if cfg.Metrics != nil {
+		routes = append(routes, route{http.MethodGet, "/metrics", cfg.Metrics})
+	}
+
+	// The stdlib mux answers 404 and 405 in text/plain; a method-less
+	// pattern per path (less specific than "GET /path", so it only sees the
+	// other methods) and a "/" catch-all keep every error a problem document.
+	allowed := make(map[string][]string)
+	for _, rt := range routes {
+		a.mux.Handle(rt.method+" "+rt.path, rt.h)
+		allowed[rt.path] = append(allowed[rt.path], rt.method)
+		if rt.method == http.MethodGet {
+			allowed[rt.path] = append(allowed[rt.path], http.MethodHead)
+		}
+	}
+	for path, methods := range allowed {
+		a.mux.Handle(path, methodNotAllowed(methods))
+	}
+	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, r, http.StatusNotFound, "no such endpoint; the API lives under /api/v1")
+	})
+	return a, nil
+}
+
+// ServeHTTP routes the request.
+func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	a.mux.ServeHTTP(w, r)
+}
+
+func healthz(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func methodNotAllowed(methods []string) http.Handler {
+	slices.Sort(methods)
+	allow := strings.Join(slices.Compact(methods), ", ")
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allow)
+		writeProblem(w, r, http.StatusMethodNotAllowed, "method "+r.Method+" is not allowed here; use "+allow)
+	})
+}
+
+// Interface guards
+var _ http.Handler = (*api)(nil)

@@ -1,0 +1,51 @@
+package adminapi
+
+import (
+	"encoding/json"
+	"net/http"
+)
+
+// problem is an RFC 9457 problem details document. The API has no error
+// catalogue yet, so type is always "about:blank" and title the status text,
+// as the RFC prescribes for that case; detail carries the useful message.
+type problem struct {
+	Type     string `json:"type"`
+	Title    string `json:"title"`
+	Status   int    `json:"status"`
+	Detail   string `json:"detail,omitempty"`
+	Instance string `json:"instance,omitempty"`
+}
+
+// writeProblem answers with a problem document. Every error the API sends
+// goes through here so clients can rely on one shape.
+func writeProblem(w http.ResponseWriter, r *http.Request, status int, detail string) {
+	writeBody(w, status, "application/problem+json", problem{
+		Type:     "about:blank",
+		Title:    http.StatusText(status),
+		Status:   status,
+		Detail:   detail,
+		Instance: r.URL.EscapedPath(),
+	})
+}
+
+// writeJSON answers with v as JSON.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	writeBody(w, status, "application/json", v)
+}
+
+func writeBody(w http.ResponseWriter, status int, contentType string, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		// Only a programming error gets here (every value is built from
+		// JSON-safe types); the fixed body still keeps the problem shape.
+		status, contentType = http.StatusInternalServerError, "application/problem+json"
+		body = []byte(`{"type":"about:blank","title":"Internal Server Error","status":500,"detail":"encoding the response failed"}`)
+	}
+	h := w.Header()
+	h.Set("Content-Type", contentType)
+	// Audit records are sensitive: keep them out of shared and browser caches.
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(body, '\n'))
+}

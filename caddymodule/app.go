@@ -1,0 +1,127 @@
+// Package caddymodule is the Caddy glue of caddy-audit: the audit app that
+// owns the store, the audit HTTP handler that turns requests into events,
+// the audit_admin handler that serves the admin API, and their Caddyfile
+// syntax. It stays thin; the work happens in storage, policy, detectors and
+// adminapi.
+package caddymodule
+
+import (
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+)
+
+func init() {
+	caddy.RegisterModule(App{})
+}
+
+// App is the `audit` app. It owns the audit database, the HMAC key used for
+// redaction and the write pipeline, shared by every audit handler in the
+// config. Configure it with the `audit` global option; without one, the
+// defaults apply.
+type App struct {
+	// DataDir holds the database (audit.db), the HMAC key (hmac.key) and,
+	// on first start, bootstrap-admin.key. Default: the "audit" folder in
+	// Caddy's data directory.
+	DataDir string `json:"data_dir,omitempty"`
+
+	// QueueSize bounds the events waiting to be written. Best-effort
+	// events beyond it are dropped and counted. Default 8192. Read when the
+	// database is opened (first start), not on reload.
+	QueueSize int `json:"queue_size,omitempty"`
+
+	// MaxBatch bounds the events committed in one transaction. Default 512.
+	// Read when the database is opened.
+	MaxBatch int `json:"max_batch,omitempty"`
+
+	// MaxDBSize caps the database file in bytes; writes beyond it fail
+	// (best-effort events are dropped, strict requests get 503). 0 means
+	// no cap. Read when the database is opened.
+	MaxDBSize int64 `json:"max_db_size,omitempty"`
+
+	// LockTimeout is how long to wait for another process to release the
+	// database file. Default 5s.
+	LockTimeout caddy.Duration `json:"lock_timeout,omitempty"`
+
+	dbPath, keyPath string
+	pipe            *pipeline
+	reloaded        bool
+	logger          *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "audit",
+		New: func() caddy.Module { return new(App) },
+	}
+}
+
+// Provision opens (or joins) the pipeline for the configured database.
+func (a *App) Provision(ctx caddy.Context) error {
+	a.logger = ctx.Logger()
+	if a.DataDir == "" {
+		a.DataDir = filepath.Join(caddy.AppDataDir(), "audit")
+	}
+	dir, err := caddy.NewReplacer().ReplaceOrErr(a.DataDir, true, true)
+	if err != nil {
+		return fmt.Errorf("data_dir: %w", err)
+	}
+	if a.DataDir, err = filepath.Abs(dir); err != nil {
+		return fmt.Errorf("data_dir: %w", err)
+	}
+	if a.QueueSize < 0 || a.MaxBatch < 0 || a.MaxDBSize < 0 || a.LockTimeout < 0 {
+		return fmt.Errorf("queue_size, max_batch, max_db_size and lock_timeout must not be negative")
+	}
+	if a.QueueSize == 0 {
+		a.QueueSize = 8192
+	}
+	if a.MaxBatch == 0 {
+		a.MaxBatch = 512
+	}
+	if a.LockTimeout == 0 {
+		a.LockTimeout = caddy.Duration(5 * time.Second)
+	}
+	a.dbPath = filepath.Join(a.DataDir, "audit.db")
+	a.keyPath = filepath.Join(a.DataDir, "hmac.key")
+	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return err
+	}
+	pipe, loaded, err := loadPipeline(a)
+	if err != nil {
+		return err
+	}
+	a.pipe, a.reloaded = pipe, loaded
+	return nil
+}
+
+// Start records a reload; the first start is recorded by the pipeline.
+func (a *App) Start() error {
+	if a.reloaded {
+		a.pipe.lifecycle("config_reloaded", nil)
+	}
+	return nil
+}
+
+// Stop does nothing: the pipeline outlives this config when the next one
+// uses the same database, and is closed by Cleanup otherwise.
+func (a *App) Stop() error { return nil }
+
+// Cleanup releases this config's hold on the pipeline; the last holder
+// flushes and closes it.
+func (a *App) Cleanup() error {
+	if a.pipe == nil {
+		return nil
+	}
+	return releasePipeline(a.dbPath)
+}
+
+// Interface guards
+var (
+	_ caddy.App          = (*App)(nil)
+	_ caddy.Provisioner  = (*App)(nil)
+	_ caddy.CleanerUpper = (*App)(nil)
+)

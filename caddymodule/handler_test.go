@@ -1,0 +1,292 @@
+package caddymodule
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/caddy-audit/caddy-audit/policy"
+	"github.com/caddy-audit/caddy-audit/storage"
+)
+
+// newTestHandler provisions h over a fresh pipeline without starting Caddy.
+func newTestHandler(tb testing.TB, h *Handler) *Handler {
+	tb.Helper()
+	dir := tb.TempDir()
+	a := &App{DataDir: dir, QueueSize: 1 << 16, MaxBatch: 512, logger: zap.NewNop(),
+		dbPath: filepath.Join(dir, "audit.db"), keyPath: filepath.Join(dir, "hmac.key")}
+	p, err := openPipeline(a)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = p.Destruct() })
+	a.pipe = p
+	h.app, h.logger = a, zap.NewNop()
+	if err := h.setDefaults(); err != nil {
+		tb.Fatal(err)
+	}
+	h.redactor = policy.NewRedactor(p.key, h.RedactHeaders, h.RedactQuery)
+	return h
+}
+
+// caddyRequest gives r the context Caddy's server would: a replacer and
+// the client IP variable.
+func caddyRequest(r *http.Request, clientIP string) *http.Request {
+	repl := caddy.NewReplacer()
+	ctx := context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl)
+	ctx = context.WithValue(ctx, caddyhttp.VarsCtxKey, map[string]any{caddyhttp.ClientIPVarKey: clientIP})
+	return r.WithContext(ctx)
+}
+
+// httpEvents waits for n response_complete events and returns them newest
+// first.
+func httpEvents(t *testing.T, h *Handler, n int) []storage.Event {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		page, err := h.app.pipe.store.Query(storage.Filter{Kind: storage.KindHTTP, Stage: storage.StageResponseComplete}, 100, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page.Events) >= n || time.Now().After(deadline) {
+			if len(page.Events) != n {
+				t.Fatalf("got %d events, want %d", len(page.Events), n)
+			}
+			return page.Events
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestHandlerRecordsOneRequest(t *testing.T) {
+	h := newTestHandler(t, &Handler{Level: LevelHeaders,
+		User:      &IdentitySource{Source: sourceHeader, Name: "X-User-ID"},
+		Workspace: &IdentitySource{Source: sourcePathSegment, Name: "2"}})
+	var upstreamID string
+	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		upstreamID = r.Header.Get(requestIDHeader)
+		body, _ := io.ReadAll(r.Body)
+		w.Header().Set("Set-Cookie", "sid=SETCOOKIESECRET; Path=/")
+		w.WriteHeader(http.StatusCreated)
+		_, _ = w.Write(append(body, body...))
+		return nil
+	})
+	req := httptest.NewRequest("POST", "http://app.example/t/acme/items?token=QUERYSECRET&page=2", strings.NewReader("hello"))
+	req.Header.Set("X-User-ID", "alice")
+	req.Header.Set("Authorization", "Bearer HEADERSECRET")
+	req.Header.Set("X-Forwarded-For", "198.51.100.7, 10.0.0.1")
+	req.Header.Set(requestIDHeader, "trace-42")
+	w := httptest.NewRecorder()
+	if err := h.ServeHTTP(w, caddyRequest(req, "203.0.113.5"), next); err != nil {
+		t.Fatal(err)
+	}
+	if upstreamID != "trace-42" || w.Header().Get(requestIDHeader) != "trace-42" {
+		t.Fatalf("request id: upstream %q, response %q", upstreamID, w.Header().Get(requestIDHeader))
+	}
+	ev := httpEvents(t, h, 1)[0]
+	checks := []struct {
+		field     string
+		got, want any
+	}{
+		{"status", ev.Status, 201},
+		{"outcome", ev.Outcome, "success"},
+		{"method", ev.Method, "POST"},
+		{"path", ev.Path, "/t/acme/items"},
+		{"query", ev.Query, "token=" + h.redactor.Token("QUERYSECRET") + "&page=2"},
+		{"bytes_in", ev.BytesIn, int64(5)},
+		{"bytes_out", ev.BytesOut, int64(10)},
+		{"client_ip", ev.ClientIP, "203.0.113.5"},
+		{"forwarded_for", strings.Join(ev.ForwardedFor, ","), "198.51.100.7,10.0.0.1"},
+		{"user", ev.User, "alice"},
+		{"user_source", ev.UserSource, sourceHeader},
+		{"user_verified", ev.UserVerified, false},
+		{"workspace", ev.Workspace, "acme"},
+		{"request_id", ev.RequestID, "trace-42"},
+		{"authorization", ev.RequestHeaders["Authorization"][0], "Bearer " + h.redactor.Token("HEADERSECRET")},
+		{"set-cookie", ev.ResponseHeaders["Set-Cookie"][0], "sid=" + h.redactor.Token("SETCOOKIESECRET") + "; Path=/"},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s = %v, want %v", c.field, c.got, c.want)
+		}
+	}
+	if ev.DurationNS <= 0 || ev.TTFBNS <= 0 || ev.TTFBNS > ev.DurationNS {
+		t.Errorf("duration %d, ttfb %d", ev.DurationNS, ev.TTFBNS)
+	}
+}
+
+func TestHandlerRequestID(t *testing.T) {
+	h := newTestHandler(t, &Handler{})
+	for _, in := range []string{"", "bad id!", strings.Repeat("a", 129), "ok\x00"} {
+		req := httptest.NewRequest("GET", "/", nil)
+		if in != "" {
+			req.Header[requestIDHeader] = []string{in}
+		}
+		w := httptest.NewRecorder()
+		var seen string
+		_ = h.ServeHTTP(w, caddyRequest(req, "192.0.2.1"), caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+			seen = r.Header.Get(requestIDHeader)
+			return nil
+		}))
+		got := w.Header().Get(requestIDHeader)
+		if got == in || len(got) != 26 || seen != got {
+			t.Errorf("incoming %q: upstream got %q, response %q; want one fresh ULID", in, seen, got)
+		}
+	}
+}
+
+func TestHandlerErrorStatus(t *testing.T) {
+	h := newTestHandler(t, &Handler{})
+	boom := caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error {
+		return caddyhttp.Error(http.StatusBadGateway, errors.New("dial tcp 127.0.0.1:9: connection refused"))
+	})
+	err := h.ServeHTTP(httptest.NewRecorder(), caddyRequest(httptest.NewRequest("GET", "/x", nil), "192.0.2.1"), boom)
+	if err == nil {
+		t.Fatal("the handler must pass the error on to Caddy")
+	}
+	ev := httpEvents(t, h, 1)[0]
+	if ev.Status != 502 || ev.Outcome != "failure" || !strings.Contains(ev.UpstreamError, "connection refused") || strings.Contains(ev.UpstreamError, "{id=") {
+		t.Fatalf("status %d outcome %s upstream_error %q", ev.Status, ev.Outcome, ev.UpstreamError)
+	}
+}
+
+func TestHandlerIdentitySources(t *testing.T) {
+	secret := "jwt-secret"
+	token := signJWT("HS256", map[string]any{"sub": "carol", "org": "initech"}, func(in []byte) []byte {
+		m := hmac.New(sha256.New, []byte(secret))
+		m.Write(in)
+		return m.Sum(nil)
+	})
+	tests := []struct {
+		name          string
+		h             Handler
+		prepare       func(*http.Request)
+		setAuthUser   string // what an authentication handler would set
+		user, ws      string
+		verified      bool
+		wantUserSrc   string
+		hostForWSTest string
+	}{
+		{"jwt verified", Handler{User: &IdentitySource{Source: sourceJWT}, Workspace: &IdentitySource{Source: sourceJWT, Name: "org"}, JWTSecret: secret},
+			func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+token) }, "", "carol", "initech", true, sourceJWT, ""},
+		{"jwt unverified without key", Handler{User: &IdentitySource{Source: sourceJWT}},
+			func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+token) }, "", "carol", "", false, sourceJWT, ""},
+		{"basic auth checked by caddy", Handler{User: &IdentitySource{Source: sourceBasicAuth}},
+			func(r *http.Request) { r.SetBasicAuth("dave", "pw") }, "dave", "dave", "", true, sourceBasicAuth, ""},
+		{"basic auth not checked", Handler{User: &IdentitySource{Source: sourceBasicAuth}},
+			func(r *http.Request) { r.SetBasicAuth("dave", "pw") }, "", "dave", "", false, sourceBasicAuth, ""},
+		{"default placeholder", Handler{Workspace: &IdentitySource{Source: sourceHost}},
+			func(r *http.Request) {}, "erin", "erin", "tenant.example", true, sourcePlaceholder, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newTestHandler(t, &tt.h)
+			req := httptest.NewRequest("GET", "http://Tenant.Example:8080/", nil)
+			tt.prepare(req)
+			req = caddyRequest(req, "192.0.2.1")
+			next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+				if tt.setAuthUser != "" {
+					r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer).Set("http.auth.user.id", tt.setAuthUser)
+				}
+				return nil
+			})
+			if err := h.ServeHTTP(httptest.NewRecorder(), req, next); err != nil {
+				t.Fatal(err)
+			}
+			ev := httpEvents(t, h, 1)[0]
+			if ev.User != tt.user || ev.Workspace != tt.ws || ev.UserVerified != tt.verified || ev.UserSource != tt.wantUserSrc {
+				t.Fatalf("user %q (%s, verified %v), workspace %q", ev.User, ev.UserSource, ev.UserVerified, ev.Workspace)
+			}
+		})
+	}
+}
+
+func TestHandlerLevelNoneRecordsNothing(t *testing.T) {
+	h := newTestHandler(t, &Handler{Level: LevelNone})
+	called := false
+	_ = h.ServeHTTP(httptest.NewRecorder(), caddyRequest(httptest.NewRequest("GET", "/", nil), "192.0.2.1"),
+		caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { called = true; return nil }))
+	h.app.pipe.writer.Close()
+	page, _ := h.app.pipe.store.Query(storage.Filter{Kind: storage.KindHTTP}, 10, "")
+	if !called || len(page.Events) != 0 {
+		t.Fatalf("called %v, %d events", called, len(page.Events))
+	}
+}
+
+func TestHandlerStrictRefusesWhenStoreFails(t *testing.T) {
+	h := newTestHandler(t, &Handler{FailureMode: FailureStrict})
+	// A closed writer stands for a store that cannot write.
+	h.app.pipe.writer.Close()
+	called := false
+	err := h.ServeHTTP(httptest.NewRecorder(), caddyRequest(httptest.NewRequest("GET", "/", nil), "192.0.2.1"),
+		caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { called = true; return nil }))
+	var he caddyhttp.HandlerError
+	if !errors.As(err, &he) || he.StatusCode != http.StatusServiceUnavailable || called {
+		t.Fatalf("err %v, upstream called %v; want 503 and no upstream call", err, called)
+	}
+}
+
+func TestHandlerStrictRecordsBeforeForwarding(t *testing.T) {
+	h := newTestHandler(t, &Handler{FailureMode: FailureStrict})
+	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		// By the time the upstream sees the request, its record is on disk.
+		page, err := h.app.pipe.store.Query(storage.Filter{Stage: storage.StageRequestReceived, RequestID: r.Header.Get(requestIDHeader)}, 10, "")
+		if err != nil || len(page.Events) != 1 {
+			t.Errorf("request_received record before forwarding: %d, %v", len(page.Events), err)
+		}
+		return nil
+	})
+	if err := h.ServeHTTP(httptest.NewRecorder(), caddyRequest(httptest.NewRequest("GET", "/", nil), "192.0.2.1"), next); err != nil {
+		t.Fatal(err)
+	}
+	httpEvents(t, h, 1)
+}
+
+// BenchmarkHandler measures the request-path cost of recording: building
+// the event, redacting, scoring and enqueueing (the commit happens on the
+// writer goroutine). "baseline" is the next handler alone.
+func BenchmarkHandler(b *testing.B) {
+	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"id":42,"name":"widget"}`))
+		return nil
+	})
+	newReq := func() *http.Request {
+		r := httptest.NewRequest("GET", "http://app.example/api/items/42?page=2&token=abc", nil)
+		r.Header.Set("Authorization", "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.sig")
+		r.Header.Set("X-User-ID", "alice")
+		r.Header.Set("X-Workspace-ID", "acme")
+		r.Header.Set("User-Agent", "Mozilla/5.0 (X11; Linux x86_64)")
+		r.Header.Set("Accept", "application/json")
+		return caddyRequest(r, "203.0.113.5")
+	}
+	b.Run("baseline", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_ = next.ServeHTTP(httptest.NewRecorder(), newReq())
+		}
+	})
+	for _, level := range []string{LevelMetadata, LevelHeaders} {
+		b.Run(level, func(b *testing.B) {
+			h := newTestHandler(b, &Handler{Level: level,
+				User:      &IdentitySource{Source: sourceHeader, Name: "X-User-ID"},
+				Workspace: &IdentitySource{Source: sourceHeader, Name: "X-Workspace-ID"}})
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = h.ServeHTTP(httptest.NewRecorder(), newReq(), next)
+			}
+		})
+	}
+}

@@ -1,0 +1,1365 @@
+package caddymodule_test
+
+// Integration tests: a real, in-process Caddy (caddytest) with the audit
+// app, the audit handler and the audit_admin handler, in front of upstream
+// servers that live in the test process and record what they receive.
+// Events are read back the way an operator reads them: through the admin
+// API, with the bootstrap key.
+//
+// caddytest runs one Caddy per process (admin on localhost:2999); every
+// InitServer is a config reload. The tests therefore run one after the
+// other (no t.Parallel), each with its own data directory and ports, and
+// each unloads its config when it ends so the database is closed before
+// its directory is removed.
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"crypto/sha1"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/caddytest"
+
+	_ "github.com/caddy-audit/caddy-audit/caddymodule"
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+)
+
+// itWait bounds every poll for something that happens asynchronously (an
+// event being committed, a metric moving). Generous, because -race on a
+// small machine is slow; a passing run never waits that long.
+const itWait = 15 * time.Second
+
+// itCaddyAdmin is where caddytest's in-process Caddy takes its configs.
+const itCaddyAdmin = "localhost:2999"
+
+// itEvent is an audit event as the admin API serves it. It is declared
+// here, with the documented snake_case names, rather than borrowed from
+// the storage package, so that a renamed JSON field fails these tests.
+type itEvent struct {
+	ID              string              `json:"id"`
+	Seq             uint64              `json:"seq"`
+	Time            time.Time           `json:"time"`
+	Kind            string              `json:"kind"`
+	Stage           string              `json:"stage"`
+	Action          string              `json:"action"`
+	Level           string              `json:"level"`
+	RequestID       string              `json:"request_id"`
+	Method          string              `json:"method"`
+	Host            string              `json:"host"`
+	Path            string              `json:"path"`
+	Query           string              `json:"query"`
+	Status          int                 `json:"status"`
+	Outcome         string              `json:"outcome"`
+	BytesIn         int64               `json:"bytes_in"`
+	BytesOut        int64               `json:"bytes_out"`
+	ClientIP        string              `json:"client_ip"`
+	User            string              `json:"user"`
+	UserSource      string              `json:"user_source"`
+	UserVerified    bool                `json:"user_verified"`
+	Workspace       string              `json:"workspace"`
+	RequestHeaders  map[string][]string `json:"request_headers"`
+	ResponseHeaders map[string][]string `json:"response_headers"`
+	Details         map[string]any      `json:"details"`
+}
+
+// itPage is the body of GET /api/v1/events.
+type itPage struct {
+	Events     []itEvent `json:"events"`
+	NextCursor string    `json:"next_cursor"`
+}
+
+// itEnv is one test's Caddy: its data directory, its ports and a client.
+type itEnv struct {
+	t         *testing.T
+	tester    *caddytest.Tester
+	dataDir   string
+	proxyPort int
+	adminPort int
+	client    *http.Client
+	key       string
+}
+
+func itNewEnv(t *testing.T) *itEnv {
+	t.Helper()
+	ports := itFreePorts(t, 2)
+	e := &itEnv{
+		t:         t,
+		dataDir:   t.TempDir(), // registered first, so removed last
+		proxyPort: ports[0],
+		adminPort: ports[1],
+	}
+	// No transparent gzip: the byte counts asserted below are the bytes
+	// on the wire.
+	tr := &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 16}
+	e.client = &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	t.Cleanup(func() {
+		tr.CloseIdleConnections()
+		itUnload(t)
+	})
+	e.tester = caddytest.NewTester(t)
+	return e
+}
+
+// itFreePorts returns n distinct loopback ports that were free a moment ago.
+func itFreePorts(t *testing.T, n int) []int {
+	t.Helper()
+	var lns []net.Listener
+	var ports []int
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("finding a free port: %v", err)
+		}
+		lns = append(lns, ln)
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+	}
+	for _, ln := range lns {
+		_ = ln.Close()
+	}
+	return ports
+}
+
+// itUnload replaces the test's config with an empty one, so that the audit
+// store is flushed and closed and the listeners released before the data
+// directory is removed and the next test starts.
+func itUnload(t *testing.T) {
+	cfg := `{"admin":{"listen":"` + itCaddyAdmin + `","config":{"persist":false}}}`
+	resp, err := http.Post("http://"+itCaddyAdmin+"/load", "application/json", strings.NewReader(cfg))
+	if err != nil {
+		t.Logf("unloading config: %v", err)
+		return
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Logf("unloading config: %s: %s", resp.Status, body)
+	}
+}
+
+// caddyfile returns a complete Caddyfile: global options with the audit
+// app on the test's data directory (plus appOptions), the audit admin API
+// on the test's admin port, and sites.
+func (e *itEnv) caddyfile(appOptions, sites string) string {
+	return fmt.Sprintf(`{
+	admin %s
+	persist_config off
+	auto_https off
+	audit {
+		data_dir %s
+		%s
+	}
+}
+
+:%d {
+	bind 127.0.0.1
+	audit_admin
+}
+
+%s
+`, itCaddyAdmin, e.dataDir, appOptions, e.adminPort, sites)
+}
+
+// load loads a config (a reload when one is running) and stops the test if
+// Caddy refused it.
+func (e *itEnv) load(cfg, adapter string) {
+	e.t.Helper()
+	e.tester.InitServer(cfg, adapter)
+	if e.t.Failed() {
+		e.t.Fatalf("config was not loaded:\n%s", cfg)
+	}
+}
+
+// proxyURL is the URL of path on the test's proxy site.
+func (e *itEnv) proxyURL(path string) string {
+	return fmt.Sprintf("http://127.0.0.1:%d%s", e.proxyPort, path)
+}
+
+func (e *itEnv) adminURL(path string) string {
+	return fmt.Sprintf("http://127.0.0.1:%d%s", e.adminPort, path)
+}
+
+// apiKey returns the bootstrap admin key the audit app wrote on first start.
+func (e *itEnv) apiKey() string {
+	e.t.Helper()
+	if e.key == "" {
+		b, err := os.ReadFile(filepath.Join(e.dataDir, "bootstrap-admin.key"))
+		if err != nil {
+			e.t.Fatalf("reading the bootstrap admin key: %v", err)
+		}
+		e.key = strings.TrimSpace(string(b))
+		if e.key == "" {
+			e.t.Fatal("bootstrap-admin.key is empty")
+		}
+	}
+	return e.key
+}
+
+// do sends req and returns the response with its whole body read.
+func (e *itEnv) do(req *http.Request) (*http.Response, []byte) {
+	e.t.Helper()
+	resp, err := e.client.Do(req)
+	if err != nil {
+		e.t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		e.t.Fatalf("%s %s: reading body: %v", req.Method, req.URL, err)
+	}
+	return resp, body
+}
+
+// searchRaw runs GET /api/v1/events?q and returns the raw body.
+func (e *itEnv) searchRaw(q url.Values) ([]byte, error) {
+	req, err := http.NewRequest(http.MethodGet, e.adminURL("/api/v1/events?"+q.Encode()), nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+e.apiKey())
+	resp, err := e.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET /api/v1/events?%s: %s: %s", q.Encode(), resp.Status, body)
+	}
+	return body, nil
+}
+
+func (e *itEnv) search(q url.Values) (itPage, error) {
+	var page itPage
+	body, err := e.searchRaw(q)
+	if err != nil {
+		return page, err
+	}
+	if err := json.Unmarshal(body, &page); err != nil {
+		return page, fmt.Errorf("decoding events page: %v: %s", err, body)
+	}
+	return page, nil
+}
+
+// waitEvents polls the search q until ok accepts its first page, and
+// returns that page's events.
+func (e *itEnv) waitEvents(what string, q url.Values, ok func([]itEvent) bool) []itEvent {
+	e.t.Helper()
+	var events []itEvent
+	itEventually(e.t, what, func() (bool, string) {
+		page, err := e.search(q)
+		if err != nil {
+			return false, err.Error()
+		}
+		events = page.Events
+		return ok(events), itDump(events)
+	})
+	return events
+}
+
+// waitRequest waits for the single http event of request id and returns it.
+func (e *itEnv) waitRequest(id string) itEvent {
+	e.t.Helper()
+	events := e.waitEvents("the event of request "+id,
+		url.Values{"request_id": {id}, "kind": {"http"}},
+		func(evs []itEvent) bool { return len(evs) > 0 })
+	if len(events) != 1 {
+		e.t.Fatalf("request %s: want exactly 1 http event, got %d: %s", id, len(events), itDump(events))
+	}
+	return events[0]
+}
+
+// metric returns the sum of the series of name whose labels contain
+// labelPart, from the audit admin API's /metrics. A counter vector with no
+// series yet reads 0.
+func (e *itEnv) metric(name, labelPart string) float64 {
+	e.t.Helper()
+	resp, err := e.client.Get(e.adminURL("/metrics"))
+	if err != nil {
+		e.t.Fatalf("GET /metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		e.t.Fatalf("GET /metrics: %v %s", err, resp.Status)
+	}
+	var sum float64
+	for _, line := range strings.Split(string(body), "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		series, value := line[:i], line[i+1:]
+		metricName, labels := series, ""
+		if j := strings.IndexByte(series, '{'); j >= 0 {
+			metricName, labels = series[:j], series[j:]
+		}
+		if metricName != name || !strings.Contains(labels, labelPart) {
+			continue
+		}
+		v, err := strconv.ParseFloat(value, 64)
+		if err != nil {
+			e.t.Fatalf("metric line %q: %v", line, err)
+		}
+		sum += v
+	}
+	return sum
+}
+
+// itEventually polls f until it reports true or itWait passes.
+func itEventually(t *testing.T, what string, f func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(itWait)
+	for {
+		ok, last := f()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s; last seen: %s", itWait, what, last)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func itDump(v any) string {
+	b, _ := json.Marshal(v)
+	if len(b) > 4000 {
+		return string(b[:4000]) + "..."
+	}
+	return string(b)
+}
+
+// itSecret returns a random value that cannot occur anywhere by chance.
+func itSecret(t *testing.T, label string) string {
+	t.Helper()
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return label + hex.EncodeToString(b)
+}
+
+// itSeen is what an upstream received.
+type itSeen struct {
+	Method   string
+	Path     string
+	RawQuery string
+	Header   http.Header
+	Body     []byte
+}
+
+// itUpstream is an application behind the proxy that records every
+// request it receives before handing it to h.
+type itUpstream struct {
+	*httptest.Server
+	mu   sync.Mutex
+	seen []itSeen
+}
+
+func itNewUpstream(t *testing.T, h http.HandlerFunc) *itUpstream {
+	t.Helper()
+	u := &itUpstream{}
+	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		u.mu.Lock()
+		u.seen = append(u.seen, itSeen{
+			Method:   r.Method,
+			Path:     r.URL.EscapedPath(),
+			RawQuery: r.URL.RawQuery,
+			Header:   r.Header.Clone(),
+			Body:     body,
+		})
+		u.mu.Unlock()
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		h(w, r)
+	}))
+	t.Cleanup(u.Close)
+	return u
+}
+
+// addr is the upstream's host:port, for reverse_proxy.
+func (u *itUpstream) addr() string { return u.Listener.Addr().String() }
+
+// byHeader returns what the upstream received with header name set to value.
+func (u *itUpstream) byHeader(name, value string) []itSeen {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	var out []itSeen
+	for _, s := range u.seen {
+		if s.Header.Get(name) == value {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// itValidID is the shape of a request id the handler may generate.
+var itValidID = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
+
+// itProxyAdded are the headers Caddy's reverse_proxy itself adds on the way
+// to the upstream; the audit handler must add nothing but X-Request-ID.
+var itProxyAdded = []string{"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "Via"}
+
+// TestRecordsProxiedRequests sends a few ordinary requests through
+// `audit` + `reverse_proxy` and checks what the upstream got, what the
+// client got, and what the audit trail says.
+func TestRecordsProxiedRequests(t *testing.T) {
+	up := itNewUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method == http.MethodGet && r.URL.Path == "/api/items":
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = io.WriteString(w, `[{"id":"1","name":"alpha"},{"id":"2","name":"beta"}]`)
+		case r.Method == http.MethodPost && r.URL.Path == "/login":
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusCreated)
+			_, _ = io.WriteString(w, `{"status":"ok"}`)
+		case r.Method == http.MethodDelete && strings.HasPrefix(r.URL.Path, "/api/items/"):
+			w.WriteHeader(http.StatusNoContent)
+		case r.URL.Path == "/private":
+			w.Header().Set("WWW-Authenticate", `Basic realm="app"`)
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = io.WriteString(w, "denied\n")
+		default:
+			http.NotFound(w, r)
+		}
+	})
+	e := itNewEnv(t)
+	e.load(e.caddyfile("", fmt.Sprintf(`:%d {
+	bind 127.0.0.1
+	audit {
+		level headers
+		user header X-User-ID
+		workspace header X-Workspace-ID
+	}
+	reverse_proxy %s
+}`, e.proxyPort, up.addr())), "caddyfile")
+
+	type tc struct {
+		name          string
+		method, path  string
+		query         string
+		body          string
+		sentID        string // X-Request-ID sent; "" sends none
+		keepID        bool   // the sent id must be used as is
+		user, ws      string
+		wantStatus    int
+		wantBody      string
+		wantOutcome   string
+		wantRespHdrOK func(map[string][]string) bool
+	}
+	cases := []tc{
+		{
+			name: "GET with query and a valid request id", method: http.MethodGet,
+			path: "/api/items", query: "color=red&size=2&q=a%20b",
+			sentID: "abc-123.x_Y", keepID: true, user: "alice", ws: "acme",
+			wantStatus: 200, wantBody: `[{"id":"1","name":"alpha"},{"id":"2","name":"beta"}]`, wantOutcome: "success",
+		},
+		{
+			name: "POST with a body and an id with forbidden characters", method: http.MethodPost,
+			path: "/login", body: `{"user":"bob","password_hint":"none","n":1}`,
+			sentID: "bad id!", user: "bob", ws: "acme",
+			wantStatus: 201, wantBody: `{"status":"ok"}`, wantOutcome: "success",
+		},
+		{
+			name: "DELETE with a 200-character id", method: http.MethodDelete,
+			path: "/api/items/7", sentID: strings.Repeat("a", 200), user: "carol", ws: "globex",
+			wantStatus: 204, wantBody: "", wantOutcome: "success",
+		},
+		{
+			name: "upstream answers 401, no id sent", method: http.MethodGet,
+			path: "/private", user: "dave", ws: "initech",
+			wantStatus: 401, wantBody: "denied\n", wantOutcome: "failure",
+			wantRespHdrOK: func(h map[string][]string) bool {
+				return slices.Equal(h["Www-Authenticate"], []string{`Basic realm="app"`})
+			},
+		},
+	}
+
+	ids := make([]string, len(cases))
+	for i, c := range cases {
+		target := e.proxyURL(c.path)
+		if c.query != "" {
+			target += "?" + c.query
+		}
+		var body io.Reader
+		if c.body != "" {
+			body = strings.NewReader(c.body)
+		}
+		req, err := http.NewRequest(c.method, target, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		marker := fmt.Sprintf("case-%d-%s", i, itSecret(t, ""))
+		req.Header.Set("User-Agent", "caddy-audit-integration/1")
+		req.Header.Set("Accept", "application/json")
+		req.Header.Set("Accept-Encoding", "identity")
+		req.Header.Set("X-User-ID", c.user)
+		req.Header.Set("X-Workspace-ID", c.ws)
+		req.Header.Set("X-Marker", marker)
+		req.Header["X-Multi"] = []string{"one", "two"}
+		if c.body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		if c.sentID != "" {
+			req.Header.Set("X-Request-ID", c.sentID)
+		}
+		sent := req.Header.Clone()
+
+		resp, respBody := e.do(req)
+		if resp.StatusCode != c.wantStatus || string(respBody) != c.wantBody {
+			t.Fatalf("%s: got %d %q, want %d %q", c.name, resp.StatusCode, respBody, c.wantStatus, c.wantBody)
+		}
+
+		// The response carries the id, exactly once.
+		echoed := resp.Header.Values("X-Request-ID")
+		if len(echoed) != 1 {
+			t.Fatalf("%s: response X-Request-ID values %q, want exactly one", c.name, echoed)
+		}
+		id := echoed[0]
+		ids[i] = id
+		switch {
+		case c.keepID && id != c.sentID:
+			t.Errorf("%s: valid X-Request-ID %q was replaced by %q", c.name, c.sentID, id)
+		case !c.keepID && (id == c.sentID || !itValidID.MatchString(id)):
+			t.Errorf("%s: X-Request-ID %q: got %q, want a newly generated well-formed id", c.name, c.sentID, id)
+		}
+
+		// The upstream got the request unchanged, plus the id.
+		got := up.byHeader("X-Marker", marker)
+		if len(got) != 1 {
+			t.Fatalf("%s: upstream received the request %d times, want 1", c.name, len(got))
+		}
+		s := got[0]
+		if s.Method != c.method || s.Path != c.path || s.RawQuery != c.query || string(s.Body) != c.body {
+			t.Errorf("%s: upstream got %s %s ? %q body %q; want %s %s ? %q body %q",
+				c.name, s.Method, s.Path, s.RawQuery, s.Body, c.method, c.path, c.query, c.body)
+		}
+		if v := s.Header.Values("X-Request-ID"); len(v) != 1 || v[0] != id {
+			t.Errorf("%s: upstream X-Request-ID %q, want [%q] (the id the client was told)", c.name, v, id)
+		}
+		upHdr := s.Header.Clone()
+		upHdr.Del("X-Request-ID")
+		for _, h := range itProxyAdded {
+			upHdr.Del(h)
+		}
+		wantHdr := sent.Clone()
+		wantHdr.Del("X-Request-ID")
+		if c.body != "" {
+			wantHdr.Set("Content-Length", strconv.Itoa(len(c.body)))
+		}
+		if !itHeadersEqual(upHdr, wantHdr) {
+			t.Errorf("%s: upstream headers differ from the client's (X-Request-ID and the proxy's X-Forwarded-*, Via aside)\n got: %v\nwant: %v", c.name, upHdr, wantHdr)
+		}
+
+		// The audit trail.
+		ev := e.waitRequest(id)
+		checks := []struct {
+			field     string
+			got, want any
+		}{
+			{"kind", ev.Kind, "http"},
+			{"stage", ev.Stage, "response_complete"},
+			{"level", ev.Level, "headers"},
+			{"request_id", ev.RequestID, id},
+			{"method", ev.Method, c.method},
+			{"path", ev.Path, c.path},
+			{"query", ev.Query, c.query},
+			{"status", ev.Status, c.wantStatus},
+			{"outcome", ev.Outcome, c.wantOutcome},
+			{"bytes_in", ev.BytesIn, int64(len(c.body))},
+			{"bytes_out", ev.BytesOut, int64(len(c.wantBody))},
+			{"client_ip", ev.ClientIP, "127.0.0.1"},
+			{"user", ev.User, c.user},
+			{"user_source", ev.UserSource, "header"},
+			{"user_verified", ev.UserVerified, false},
+			{"workspace", ev.Workspace, c.ws},
+		}
+		for _, ck := range checks {
+			if ck.got != ck.want {
+				t.Errorf("%s: event %s = %v, want %v", c.name, ck.field, ck.got, ck.want)
+			}
+		}
+		if !slices.Equal(ev.RequestHeaders["X-Marker"], []string{marker}) ||
+			!slices.Equal(ev.RequestHeaders["X-Multi"], []string{"one", "two"}) {
+			t.Errorf("%s: event request_headers lack the sent headers: %v", c.name, ev.RequestHeaders)
+		}
+		if c.wantRespHdrOK != nil && !c.wantRespHdrOK(ev.ResponseHeaders) {
+			t.Errorf("%s: event response_headers: %v", c.name, ev.ResponseHeaders)
+		}
+	}
+
+	// The searches above are themselves in the trail.
+	firstQuery := url.Values{"request_id": {ids[0]}, "kind": {"http"}}.Encode()
+	e.waitEvents("the admin event of the first search", url.Values{"kind": {"admin"}, "limit": {"1000"}},
+		func(evs []itEvent) bool {
+			for _, ev := range evs {
+				if ev.Kind == "admin" && ev.Action == "events.search" && ev.Method == http.MethodGet &&
+					ev.Path == "/api/v1/events" && ev.Query == firstQuery &&
+					ev.UserSource == "api_key" && ev.User != "" && ev.ClientIP == "127.0.0.1" {
+					return true
+				}
+			}
+			return false
+		})
+}
+
+// itHeadersEqual compares headers as sets of name -> ordered values.
+func itHeadersEqual(a, b http.Header) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if !slices.Equal(v, b[k]) {
+			return false
+		}
+	}
+	return true
+}
+
+// TestRequestIDNotDuplicatedWhenUpstreamEchoes: many applications echo
+// X-Request-ID in their responses. The client must still see the header
+// once (two equal values read as "id, id" to anything that joins them).
+func TestRequestIDNotDuplicatedWhenUpstreamEchoes(t *testing.T) {
+	up := itNewUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Request-ID", r.Header.Get("X-Request-ID"))
+		_, _ = io.WriteString(w, "ok")
+	})
+	e := itNewEnv(t)
+	e.load(e.caddyfile("", fmt.Sprintf(`:%d {
+	bind 127.0.0.1
+	audit
+	reverse_proxy %s
+}`, e.proxyPort, up.addr())), "caddyfile")
+
+	for _, sent := range []string{"echo-1", ""} {
+		req, _ := http.NewRequest(http.MethodGet, e.proxyURL("/echo"), nil)
+		if sent != "" {
+			req.Header.Set("X-Request-ID", sent)
+		}
+		resp, _ := e.do(req)
+		if got := resp.Header.Values("X-Request-ID"); len(got) != 1 {
+			t.Errorf("sent X-Request-ID %q, upstream echoes it: response has X-Request-ID %q, want exactly one value", sent, got)
+		}
+	}
+}
+
+// TestSecretsNeverReachTheDB sends credentials in every usual place and
+// checks that the database file holds none of them, while the API shows
+// keyed tokens that match across requests.
+func TestSecretsNeverReachTheDB(t *testing.T) {
+	var (
+		bearer     = itSecret(t, "bearer")
+		proxyCred  = itSecret(t, "proxycred")
+		cookieSID  = itSecret(t, "cookiesid")
+		cookieCSRF = itSecret(t, "cookiecsrf")
+		apiKey     = itSecret(t, "apikey")
+		setCookie  = itSecret(t, "setcookie")
+		qToken     = itSecret(t, "qtoken")
+		qPassword  = itSecret(t, "qpassword")
+		qAPIKey    = itSecret(t, "qapikey")
+		qAccess    = itSecret(t, "qaccess")
+	)
+	secrets := map[string]string{
+		"Authorization bearer": bearer, "Proxy-Authorization": proxyCred,
+		"Cookie sid": cookieSID, "Cookie csrf": cookieCSRF, "X-Api-Key": apiKey,
+		"Set-Cookie": setCookie, "query token": qToken, "query password": qPassword,
+		"query api_key": qAPIKey, "query access_token": qAccess,
+	}
+	up := itNewUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		http.SetCookie(w, &http.Cookie{Name: "session", Value: setCookie, Path: "/", HttpOnly: true})
+		_, _ = io.WriteString(w, "ok")
+	})
+	e := itNewEnv(t)
+	e.load(e.caddyfile("", fmt.Sprintf(`:%d {
+	bind 127.0.0.1
+	audit {
+		level headers
+	}
+	reverse_proxy %s
+}`, e.proxyPort, up.addr())), "caddyfile")
+
+	query := "token=" + qToken + "&password=" + qPassword + "&api_key=" + qAPIKey + "&access_token=" + qAccess + "&page=2"
+	ids := []string{"secrets-1", "secrets-2"}
+	for _, id := range ids {
+		req, _ := http.NewRequest(http.MethodGet, e.proxyURL("/account?"+query), nil)
+		req.Header.Set("X-Request-ID", id)
+		req.Header.Set("Authorization", "Bearer "+bearer)
+		req.Header.Set("Proxy-Authorization", "Basic "+proxyCred)
+		req.Header.Set("Cookie", "sid="+cookieSID+"; csrf="+cookieCSRF)
+		req.Header.Set("X-Api-Key", apiKey)
+		resp, body := e.do(req)
+		if resp.StatusCode != http.StatusOK || string(body) != "ok" {
+			t.Fatalf("request %s: %d %q", id, resp.StatusCode, body)
+		}
+		// The client still gets the real cookie: redaction is for the trail only.
+		if got := resp.Header.Get("Set-Cookie"); !strings.Contains(got, setCookie) {
+			t.Errorf("client got Set-Cookie %q, want the upstream's cookie unchanged", got)
+		}
+		// So does the upstream get the real credentials.
+		if s := up.byHeader("X-Request-ID", id); len(s) != 1 || s[0].Header.Get("Authorization") != "Bearer "+bearer ||
+			s[0].Header.Get("X-Api-Key") != apiKey || s[0].RawQuery != query {
+			t.Errorf("upstream did not get request %s with its credentials unchanged: %+v", id, s)
+		}
+	}
+
+	events := make([]itEvent, len(ids))
+	for i, id := range ids {
+		events[i] = e.waitRequest(id)
+	}
+
+	// Not in the API's answer...
+	raw, err := e.searchRaw(url.Values{"kind": {"http"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for where, s := range secrets {
+		if bytes.Contains(raw, []byte(s)) {
+			t.Errorf("the %s secret appears in the admin API's answer", where)
+		}
+	}
+	// ...and not in the file.
+	db, err := os.ReadFile(filepath.Join(e.dataDir, "audit.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		if !bytes.Contains(db, []byte(`"request_id":"`+id+`"`)) {
+			t.Fatalf("audit.db does not contain the event of %s in plain JSON; this test cannot see what the file holds", id)
+		}
+	}
+	for where, s := range secrets {
+		if bytes.Contains(db, []byte(s)) {
+			t.Errorf("the %s secret (%s) is stored in clear in audit.db", where, s)
+		}
+	}
+
+	// In their place: keyed tokens, equal for equal secrets.
+	tok := `hmac:[0-9a-f]{16,64}`
+	patterns := []struct {
+		name string
+		get  func(ev itEvent) []string
+		re   *regexp.Regexp
+	}{
+		{"Authorization", func(ev itEvent) []string { return ev.RequestHeaders["Authorization"] }, regexp.MustCompile(`^Bearer ` + tok + `$`)},
+		{"Proxy-Authorization", func(ev itEvent) []string { return ev.RequestHeaders["Proxy-Authorization"] }, regexp.MustCompile(`^Basic ` + tok + `$`)},
+		{"Cookie", func(ev itEvent) []string { return ev.RequestHeaders["Cookie"] }, regexp.MustCompile(`^sid=` + tok + `; ?csrf=` + tok + `$`)},
+		{"X-Api-Key", func(ev itEvent) []string { return ev.RequestHeaders["X-Api-Key"] }, regexp.MustCompile(`^` + tok + `$`)},
+		{"Set-Cookie", func(ev itEvent) []string { return ev.ResponseHeaders["Set-Cookie"] }, regexp.MustCompile(`^session=` + tok + `; Path=/; HttpOnly$`)},
+		{"query", func(ev itEvent) []string { return []string{ev.Query} },
+			regexp.MustCompile(`^token=` + tok + `&password=` + tok + `&api_key=` + tok + `&access_token=` + tok + `&page=2$`)},
+	}
+	for _, p := range patterns {
+		first, second := p.get(events[0]), p.get(events[1])
+		if len(first) != 1 || !p.re.MatchString(first[0]) {
+			t.Errorf("%s recorded as %q, want it to match %s", p.name, first, p.re)
+			continue
+		}
+		if !slices.Equal(first, second) {
+			t.Errorf("%s: equal secrets gave different tokens: %q and %q", p.name, first, second)
+		}
+	}
+	// Different secrets give different tokens (the token is of the value,
+	// not a constant).
+	qtoks := regexp.MustCompile(tok).FindAllString(events[0].Query, -1)
+	if len(qtoks) != 4 || len(slices.Compact(slices.Sorted(slices.Values(qtoks)))) != 4 {
+		t.Errorf("the four query secrets gave tokens %q, want four different ones", qtoks)
+	}
+}
+
+// TestStrictModeRefusesWhenStoreCannotWrite fills a size-capped database:
+// a strict route must then answer 503 without forwarding, and a
+// best-effort route must keep serving while counting its dropped events.
+func TestStrictModeRefusesWhenStoreCannotWrite(t *testing.T) {
+	up := itNewUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "ok")
+	})
+	e := itNewEnv(t)
+	e.load(e.caddyfile("max_db_size 1MiB", fmt.Sprintf(`:%d {
+	bind 127.0.0.1
+	handle /strict/* {
+		audit {
+			level headers
+			failure_mode strict
+		}
+		reverse_proxy %[2]s
+	}
+	handle /besteffort/* {
+		audit {
+			level headers
+		}
+		reverse_proxy %[2]s
+	}
+}`, e.proxyPort, up.addr())), "caddyfile")
+
+	rejectsBefore := e.metric("caddy_audit_strict_rejections_total", "")
+
+	// ~3.5 KB of header per request fills 1 MiB after a few hundred
+	// events; each value is unique, so nothing can be shared.
+	send := func(path, marker string) int {
+		req, _ := http.NewRequest(http.MethodGet, e.proxyURL(path), nil)
+		req.Header.Set("X-Marker", marker)
+		req.Header.Set("X-Padding", strings.Repeat(marker, 3500/len(marker)+1)[:3500])
+		resp, _ := e.do(req)
+		return resp.StatusCode
+	}
+	nonce := itSecret(t, "")
+	var forwarded []string
+	rejected := ""
+	for i := 0; i < 2000 && rejected == ""; i++ {
+		marker := fmt.Sprintf("strict-%04d-%s", i, nonce)
+		switch status := send(fmt.Sprintf("/strict/%d", i), marker); {
+		case status == http.StatusOK:
+			forwarded = append(forwarded, marker)
+		case status == http.StatusServiceUnavailable:
+			rejected = marker
+		default:
+			t.Fatalf("strict request %d: status %d, want 200 or 503", i, status)
+		}
+	}
+	if rejected == "" {
+		t.Fatalf("2000 strict requests with 3.5 KB headers never got 503 although max_db_size is 1MiB (db file: %d bytes)", itFileSize(e.dataDir))
+	}
+	t.Logf("strict route refused request %d (db file %d bytes)", len(forwarded), itFileSize(e.dataDir))
+	if got := up.byHeader("X-Marker", rejected); len(got) != 0 {
+		t.Errorf("the strict request answered 503 reached the upstream %d times; it must not be forwarded", len(got))
+	}
+	for _, m := range forwarded {
+		if got := up.byHeader("X-Marker", m); len(got) != 1 {
+			t.Errorf("strict request %s was answered 200 but reached the upstream %d times", m, len(got))
+		}
+	}
+	if got := e.metric("caddy_audit_strict_rejections_total", ""); got < rejectsBefore+1 {
+		t.Errorf("caddy_audit_strict_rejections_total = %v, want >= %v", got, rejectsBefore+1)
+	}
+
+	// Best effort in the same config: served regardless, drops counted.
+	// Every earlier event has been dealt with (the writer is FIFO and the
+	// 503 came from a commit), so the counter is settled.
+	dropsBefore := e.metric("caddy_audit_events_dropped_total", `reason="write_error"`)
+	increased := func() bool {
+		return e.metric("caddy_audit_events_dropped_total", `reason="write_error"`) > dropsBefore
+	}
+	// A small event may still fit in a page freed earlier, so keep
+	// sending (bounded) until one does not.
+	done := false
+	for i := 0; i < 50 && !done; i++ {
+		marker := fmt.Sprintf("besteffort-%04d-%s", i, nonce)
+		if status := send(fmt.Sprintf("/besteffort/%d", i), marker); status != http.StatusOK {
+			t.Fatalf("best-effort request %d on a full store: status %d, want 200", i, status)
+		}
+		if got := up.byHeader("X-Marker", marker); len(got) != 1 {
+			t.Fatalf("best-effort request %d reached the upstream %d times, want 1", i, len(got))
+		}
+		for deadline := time.Now().Add(time.Second); !done && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			done = increased()
+		}
+	}
+	if !done {
+		itEventually(t, `caddy_audit_events_dropped_total{reason="write_error"} to increase`, func() (bool, string) {
+			return increased(), fmt.Sprint(e.metric("caddy_audit_events_dropped_total", ""))
+		})
+	}
+}
+
+func itFileSize(dir string) int64 {
+	fi, err := os.Stat(filepath.Join(dir, "audit.db"))
+	if err != nil {
+		return -1
+	}
+	return fi.Size()
+}
+
+// TestSSEStreamsThroughAudit checks that server-sent events are not held
+// back by the audit handler, with an explicit flush_interval -1 and with
+// reverse_proxy's own text/event-stream detection.
+func TestSSEStreamsThroughAudit(t *testing.T) {
+	const first, second = "data: one\n\n", "data: two\n\n"
+	var (
+		mu       sync.Mutex
+		releases = map[string]chan struct{}{}
+		finished = map[string]*atomic.Bool{}
+		timedOut = map[string]*atomic.Bool{}
+	)
+	for _, id := range []string{"sse-flush", "sse-auto"} {
+		releases[id] = make(chan struct{})
+		finished[id] = new(atomic.Bool)
+		timedOut[id] = new(atomic.Bool)
+	}
+	up := itNewUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		id := r.Header.Get("X-Request-ID")
+		release, fin, late := releases[id], finished[id], timedOut[id]
+		mu.Unlock()
+		if release == nil {
+			http.Error(w, "unknown stream "+id, http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.Header().Set("Cache-Control", "no-cache")
+		_, _ = io.WriteString(w, first)
+		_ = http.NewResponseController(w).Flush()
+		select {
+		case <-release:
+		case <-time.After(5 * time.Second):
+			// The client never saw "one": it was buffered somewhere.
+			late.Store(true)
+		}
+		_, _ = io.WriteString(w, second)
+		fin.Store(true)
+	})
+	e := itNewEnv(t)
+	e.load(e.caddyfile("", fmt.Sprintf(`:%d {
+	bind 127.0.0.1
+	audit
+	handle /flush/* {
+		reverse_proxy %[2]s {
+			flush_interval -1
+		}
+	}
+	handle {
+		reverse_proxy %[2]s
+	}
+}`, e.proxyPort, up.addr())), "caddyfile")
+
+	for _, tc := range []struct{ id, path string }{
+		{"sse-flush", "/flush/events"},
+		{"sse-auto", "/events"},
+	} {
+		t.Run(tc.id, func(t *testing.T) {
+			req, _ := http.NewRequest(http.MethodGet, e.proxyURL(tc.path), nil)
+			req.Header.Set("Accept", "text/event-stream")
+			req.Header.Set("X-Request-ID", tc.id)
+			resp, err := e.client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("status %d", resp.StatusCode)
+			}
+			br := bufio.NewReader(resp.Body)
+			var got strings.Builder
+			for got.String() != first {
+				line, err := br.ReadString('\n')
+				got.WriteString(line)
+				if err != nil || !strings.HasPrefix(first, got.String()) {
+					t.Fatalf("reading the first event: got %q, %v", got.String(), err)
+				}
+			}
+			if finished[tc.id].Load() || timedOut[tc.id].Load() {
+				t.Fatalf("the client got %q only after the upstream finished: the stream was buffered", first)
+			}
+			// While the stream is open the request is not over, so it
+			// cannot have been recorded yet.
+			if page, err := e.search(url.Values{"request_id": {tc.id}}); err != nil || len(page.Events) != 0 {
+				t.Errorf("while the stream was open: search = %s, %v; want no event yet", itDump(page.Events), err)
+			}
+			close(releases[tc.id])
+			rest, err := io.ReadAll(br)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(rest) != second {
+				t.Fatalf("after the first event got %q, want %q", rest, second)
+			}
+
+			ev := e.waitRequest(tc.id)
+			if ev.Status != http.StatusOK || ev.BytesOut != int64(len(first+second)) || ev.Stage != "response_complete" {
+				t.Errorf("event status %d bytes_out %d stage %q; want 200, %d, response_complete",
+					ev.Status, ev.BytesOut, ev.Stage, len(first+second))
+			}
+		})
+	}
+}
+
+// TestWebSocketThroughAudit opens a websocket through the proxy: the
+// upgrade must work (the audit handler keeps Hijack reachable), bytes flow
+// both ways, and the connection is recorded with status 101.
+func TestWebSocketThroughAudit(t *testing.T) {
+	up := itNewUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+			http.Error(w, "websocket only", http.StatusBadRequest)
+			return
+		}
+		sum := sha1.Sum([]byte(r.Header.Get("Sec-WebSocket-Key") + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Errorf("upstream hijack: %v", err)
+			return
+		}
+		defer conn.Close()
+		_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+			"Sec-WebSocket-Accept: " + base64.StdEncoding.EncodeToString(sum[:]) + "\r\n\r\n")
+		if brw.Flush() != nil {
+			return
+		}
+		buf := make([]byte, 4096)
+		for {
+			n, err := brw.Read(buf)
+			if n > 0 {
+				if _, werr := conn.Write(buf[:n]); werr != nil {
+					return
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	})
+	e := itNewEnv(t)
+	e.load(e.caddyfile("", fmt.Sprintf(`:%d {
+	bind 127.0.0.1
+	audit {
+		level headers
+	}
+	reverse_proxy %s
+}`, e.proxyPort, up.addr())), "caddyfile")
+
+	const id = "ws-it-1"
+	conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", e.proxyPort), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
+	_, err = fmt.Fprintf(conn, "GET /ws HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nX-Request-ID: %s\r\n\r\n", e.proxyPort, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("reading the upgrade response: %v", err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		body, _ := io.ReadAll(resp.Body)
+		t.Fatalf("upgrade answered %d %q, want 101", resp.StatusCode, body)
+	}
+	if got := resp.Header.Get("X-Request-ID"); got != id {
+		t.Errorf("101 response X-Request-ID %q, want %q", got, id)
+	}
+	for _, msg := range []string{"hello", "audit-ws-frame", strings.Repeat("x", 3000)} {
+		if _, err := io.WriteString(conn, msg); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, len(msg))
+		if _, err := io.ReadFull(br, got); err != nil {
+			t.Fatalf("reading the echo of %d bytes: %v", len(msg), err)
+		}
+		if string(got) != msg {
+			t.Fatalf("echo: got %q, want %q", got, msg)
+		}
+	}
+	// Nothing is recorded while the connection is open...
+	if page, err := e.search(url.Values{"request_id": {id}}); err != nil || len(page.Events) != 0 {
+		t.Errorf("while the websocket was open: search = %s, %v; want no event yet", itDump(page.Events), err)
+	}
+	_ = conn.Close()
+
+	// ...and the whole connection is, once it is closed.
+	ev := e.waitRequest(id)
+	if ev.Status != http.StatusSwitchingProtocols || ev.Method != http.MethodGet || ev.Path != "/ws" || ev.Stage != "response_complete" {
+		t.Errorf("websocket event: status %d method %s path %s stage %s; want 101 GET /ws response_complete",
+			ev.Status, ev.Method, ev.Path, ev.Stage)
+	}
+	t.Logf("websocket event bytes_in %d bytes_out %d", ev.BytesIn, ev.BytesOut)
+}
+
+// TestLargeDownload streams 20 MiB through the proxy and checks the body
+// arrives intact and its size is recorded.
+func TestLargeDownload(t *testing.T) {
+	const size = 20 << 20
+	chunk := make([]byte, 64<<10)
+	for i := range chunk {
+		chunk[i] = byte(i*7 + i/251)
+	}
+	want := sha256.New()
+	for written := 0; written < size; written += len(chunk) {
+		want.Write(chunk)
+	}
+	up := itNewUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Length", strconv.Itoa(size))
+		for written := 0; written < size; written += len(chunk) {
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+	})
+	e := itNewEnv(t)
+	e.load(e.caddyfile("", fmt.Sprintf(`:%d {
+	bind 127.0.0.1
+	audit
+	reverse_proxy %s
+}`, e.proxyPort, up.addr())), "caddyfile")
+
+	req, _ := http.NewRequest(http.MethodGet, e.proxyURL("/download/big.bin"), nil)
+	req.Header.Set("X-Request-ID", "large-download")
+	resp, err := e.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := sha256.New()
+	n, err := io.Copy(got, resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("download: status %d, %d bytes, %v", resp.StatusCode, n, err)
+	}
+	if n != size || !bytes.Equal(got.Sum(nil), want.Sum(nil)) {
+		t.Fatalf("download: got %d bytes (sha256 %x), want %d bytes (sha256 %x)", n, got.Sum(nil), size, want.Sum(nil))
+	}
+	ev := e.waitRequest("large-download")
+	if ev.Status != http.StatusOK || ev.BytesOut != size {
+		t.Errorf("event status %d bytes_out %d, want 200 and %d", ev.Status, ev.BytesOut, size)
+	}
+}
+
+// TestReloadUnderLoadKeepsEveryEvent reloads the config five times while
+// eight clients keep sending requests: no request may fail and every one
+// that was answered must be in the trail exactly once.
+func TestReloadUnderLoadKeepsEveryEvent(t *testing.T) {
+	up := itNewUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "ok")
+	})
+	e := itNewEnv(t)
+	config := func(level string) string {
+		return e.caddyfile("", fmt.Sprintf(`:%d {
+	bind 127.0.0.1
+	audit {
+		level %s
+		workspace header X-Workspace-ID
+	}
+	reverse_proxy %s
+}`, e.proxyPort, level, up.addr()))
+	}
+	e.load(config("metadata"), "caddyfile")
+	recordedBefore := e.metric("caddy_audit_events_recorded_total", "")
+
+	const workers = 8
+	var (
+		stop     = make(chan struct{})
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		answered []string
+		failures []string
+	)
+	for g := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				id := fmt.Sprintf("load-%d-%d", g, n)
+				req, _ := http.NewRequest(http.MethodGet, e.proxyURL(fmt.Sprintf("/r/%d/%d", g, n)), nil)
+				req.Header.Set("X-Request-ID", id)
+				req.Header.Set("X-Workspace-ID", "load")
+				resp, err := e.client.Do(req)
+				if err != nil {
+					mu.Lock()
+					failures = append(failures, fmt.Sprintf("%s: %v", id, err))
+					mu.Unlock()
+					continue
+				}
+				body, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				mu.Lock()
+				switch {
+				case err != nil:
+					failures = append(failures, fmt.Sprintf("%s: reading body: %v", id, err))
+				case resp.StatusCode/100 != 2 || string(body) != "ok":
+					failures = append(failures, fmt.Sprintf("%s: %d %q", id, resp.StatusCode, body))
+				case resp.Header.Get("X-Request-ID") != id:
+					failures = append(failures, fmt.Sprintf("%s: answered with X-Request-ID %q", id, resp.Header.Get("X-Request-ID")))
+				default:
+					answered = append(answered, id)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	countAnswered := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(answered)
+	}
+	// Let the load get going before each reload, so every config serves
+	// some of it.
+	waitFor := func(n int) {
+		itEventually(t, fmt.Sprintf("%d answered requests", n), func() (bool, string) {
+			return countAnswered() >= n, fmt.Sprint(countAnswered())
+		})
+	}
+	levels := []string{"headers", "metadata", "headers", "metadata", "headers"}
+	for i, level := range levels {
+		waitFor(countAnswered() + 50)
+		e.load(config(level), "caddyfile")
+		t.Logf("reload %d (level %s) done after %d answered requests", i+1, level, countAnswered())
+	}
+	waitFor(countAnswered() + 50)
+	close(stop)
+	wg.Wait()
+
+	if len(failures) > 0 {
+		t.Errorf("%d of %d requests failed during reloads, first: %q", len(failures), len(failures)+len(answered), failures[:min(len(failures), 5)])
+	}
+	t.Logf("%d requests answered across %d reloads", len(answered), len(levels))
+
+	// Each answered request reached the upstream once.
+	seen := map[string]int{}
+	up.mu.Lock()
+	for _, s := range up.seen {
+		seen[s.Header.Get("X-Request-ID")]++
+	}
+	up.mu.Unlock()
+	for _, id := range answered {
+		if seen[id] != 1 {
+			t.Errorf("request %s reached the upstream %d times, want 1", id, seen[id])
+		}
+	}
+
+	// Each answered request is in the trail exactly once.
+	var counts map[string]int
+	itEventually(t, "every answered request in the trail", func() (bool, string) {
+		counts = map[string]int{}
+		cursor := ""
+		for {
+			q := url.Values{"kind": {"http"}, "limit": {"1000"}}
+			if cursor != "" {
+				q.Set("cursor", cursor)
+			}
+			page, err := e.search(q)
+			if err != nil {
+				return false, err.Error()
+			}
+			for _, ev := range page.Events {
+				counts[ev.RequestID]++
+			}
+			if page.NextCursor == "" {
+				break
+			}
+			cursor = page.NextCursor
+		}
+		missing := 0
+		for _, id := range answered {
+			if counts[id] == 0 {
+				missing++
+			}
+		}
+		return missing == 0, fmt.Sprintf("%d of %d answered requests missing", missing, len(answered))
+	})
+	var dups []string
+	for id, n := range counts {
+		if n != 1 {
+			dups = append(dups, fmt.Sprintf("%s x%d", id, n))
+		}
+	}
+	sort.Strings(dups)
+	if len(dups) > 0 {
+		t.Errorf("%d request ids recorded more than once: %q", len(dups), dups[:min(len(dups), 10)])
+	}
+
+	if got := e.metric("caddy_audit_events_recorded_total", "") - recordedBefore; got < float64(len(answered)) {
+		t.Errorf("caddy_audit_events_recorded_total grew by %v across the reloads, want >= %d (the answered requests)", got, len(answered))
+	}
+	// The reloads themselves are in the trail.
+	e.waitEvents("5 config_reloaded lifecycle events", url.Values{"kind": {"lifecycle"}, "limit": {"1000"}},
+		func(evs []itEvent) bool {
+			n := 0
+			for _, ev := range evs {
+				if ev.Action == "config_reloaded" {
+					n++
+				}
+			}
+			return n >= len(levels)
+		})
+}
+
+// TestJSONConfig configures the same handlers through Caddy's native JSON
+// and checks that a request is recorded just as with the Caddyfile.
+func TestJSONConfig(t *testing.T) {
+	up := itNewUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "from json")
+	})
+	e := itNewEnv(t)
+	cfg := map[string]any{
+		"admin": map[string]any{"listen": itCaddyAdmin, "config": map[string]any{"persist": false}},
+		"apps": map[string]any{
+			"audit": map[string]any{"data_dir": e.dataDir},
+			"http": map[string]any{"servers": map[string]any{
+				"proxy": map[string]any{
+					"listen": []string{fmt.Sprintf("127.0.0.1:%d", e.proxyPort)},
+					"routes": []any{map[string]any{"handle": []any{
+						map[string]any{
+							"handler":   "audit",
+							"level":     "headers",
+							"user":      map[string]any{"source": "header", "name": "X-User-ID"},
+							"workspace": map[string]any{"source": "header", "name": "X-Workspace-ID"},
+						},
+						map[string]any{"handler": "reverse_proxy", "upstreams": []any{map[string]any{"dial": up.addr()}}},
+					}}},
+				},
+				"audit_admin": map[string]any{
+					"listen": []string{fmt.Sprintf("127.0.0.1:%d", e.adminPort)},
+					"routes": []any{map[string]any{"handle": []any{map[string]any{"handler": "audit_admin"}}}},
+				},
+			}},
+		},
+	}
+	raw, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.load(string(raw), "json")
+
+	req, _ := http.NewRequest(http.MethodPut, e.proxyURL("/docs/42?rev=3"), strings.NewReader("new text"))
+	req.Header.Set("X-Request-ID", "json-config-1")
+	req.Header.Set("X-User-ID", "erin")
+	req.Header.Set("X-Workspace-ID", "umbrella")
+	resp, body := e.do(req)
+	if resp.StatusCode != http.StatusOK || string(body) != "from json" {
+		t.Fatalf("got %d %q", resp.StatusCode, body)
+	}
+	ev := e.waitRequest("json-config-1")
+	if ev.Method != http.MethodPut || ev.Path != "/docs/42" || ev.Query != "rev=3" || ev.Status != 200 ||
+		ev.BytesIn != int64(len("new text")) || ev.BytesOut != int64(len("from json")) ||
+		ev.User != "erin" || ev.Workspace != "umbrella" || ev.Level != "headers" ||
+		!slices.Equal(ev.RequestHeaders["X-User-Id"], []string{"erin"}) {
+		t.Errorf("event from the JSON config: %s", itDump(ev))
+	}
+}

@@ -1,0 +1,115 @@
+package caddymodule
+
+import (
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are created once per process and registered on every config's
+// registry, so values survive reloads (the writer that feeds them does too)
+// and a handler used twice in one config does not register twice.
+var metrics = struct {
+	once sync.Once
+
+	recorded      *prometheus.CounterVec
+	dropped       *prometheus.CounterVec
+	writeErrors   prometheus.Counter
+	strictRejects prometheus.Counter
+	queueDepth    prometheus.Gauge
+	commitSeconds prometheus.Histogram
+	batchSize     prometheus.Histogram
+	dbBytes       prometheus.Gauge
+}{}
+
+func initMetrics() {
+	metrics.once.Do(func() {
+		const ns, sub = "caddy", "audit"
+		metrics.recorded = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "events_recorded_total",
+			Help: "Audit events accepted by the handler, by audit level.",
+		}, []string{"level"})
+		metrics.dropped = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "events_dropped_total",
+			Help: "Best-effort audit events lost, by reason (queue_full, write_error, closed).",
+		}, []string{"reason"})
+		metrics.writeErrors = prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "write_errors_total",
+			Help: "Failed commits to the audit database.",
+		})
+		metrics.strictRejects = prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "strict_rejections_total",
+			Help: "Requests answered 503 because strict mode could not record them.",
+		})
+		metrics.queueDepth = prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "queue_depth",
+			Help: "Audit events waiting to be committed.",
+		})
+		metrics.commitSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: ns, Subsystem: sub, Name: "batch_commit_seconds",
+			Help:    "Time to commit one batch of audit events, fsync included.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		})
+		metrics.batchSize = prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: ns, Subsystem: sub, Name: "events_per_batch",
+			Help:    "Audit events committed per transaction.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 11),
+		})
+		metrics.dbBytes = prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "db_size_bytes",
+			Help: "Size of the audit database file.",
+		})
+	})
+}
+
+// registerMetrics registers the collectors on reg. Already being registered
+// (a second handler in the same config) is success.
+func registerMetrics(reg prometheus.Registerer) error {
+	initMetrics()
+	for _, c := range []prometheus.Collector{
+		metrics.recorded, metrics.dropped, metrics.writeErrors, metrics.strictRejects,
+		metrics.queueDepth, metrics.commitSeconds, metrics.batchSize, metrics.dbBytes,
+	} {
+		if err := reg.Register(c); err != nil {
+			var already prometheus.AlreadyRegisteredError
+			if !errors.As(err, &already) {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// writerObserver feeds the storage writer's signals into the metrics.
+type writerObserver struct {
+	size func() int64
+
+	mu        sync.Mutex
+	lastSized time.Time
+}
+
+func (o *writerObserver) Committed(n int, d time.Duration) {
+	metrics.commitSeconds.Observe(d.Seconds())
+	metrics.batchSize.Observe(float64(n))
+	// Reading the file size takes a read transaction; once a second is
+	// plenty for a gauge.
+	o.mu.Lock()
+	due := time.Since(o.lastSized) > time.Second
+	if due {
+		o.lastSized = time.Now()
+	}
+	o.mu.Unlock()
+	if due {
+		metrics.dbBytes.Set(float64(o.size()))
+	}
+}
+
+func (o *writerObserver) Dropped(reason string, n int) {
+	metrics.dropped.WithLabelValues(reason).Add(float64(n))
+}
+
+func (o *writerObserver) WriteFailed(error) { metrics.writeErrors.Inc() }
+
+func (o *writerObserver) QueueDepth(n int) { metrics.queueDepth.Set(float64(n)) }

@@ -1,0 +1,106 @@
+package caddymodule
+
+import (
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/caddy-audit/caddy-audit/adminapi"
+	"github.com/caddy-audit/caddy-audit/policy"
+	"github.com/caddy-audit/caddy-audit/storage"
+)
+
+// pipelines holds one open store and writer per database file. A reload
+// provisions the new config before the old one is cleaned up; both find the
+// same pipeline here, so the new config never waits on bbolt's file lock and
+// events in flight in the old config are written, not lost.
+var pipelines = caddy.NewUsagePool()
+
+// pipeline is what a database file needs while Caddy runs.
+type pipeline struct {
+	store  *storage.Store
+	writer *storage.Writer
+	key    []byte // HMAC key for redaction
+	logger *zap.Logger
+}
+
+// loadPipeline returns the pipeline for the app's database, opening it on
+// first use. Every call must be paired with releasePipeline.
+func loadPipeline(a *App) (*pipeline, bool, error) {
+	val, loaded, err := pipelines.LoadOrNew(a.dbPath, func() (caddy.Destructor, error) {
+		return openPipeline(a)
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	return val.(*pipeline), loaded, nil
+}
+
+func releasePipeline(dbPath string) error {
+	_, err := pipelines.Delete(dbPath)
+	return err
+}
+
+func openPipeline(a *App) (*pipeline, error) {
+	initMetrics() // the writer's observer feeds them from the first event
+	key, err := policy.LoadOrCreateKey(a.keyPath)
+	if err != nil {
+		return nil, err
+	}
+	store, err := storage.Open(a.dbPath, storage.Options{
+		LockTimeout: time.Duration(a.LockTimeout),
+		MaxSize:     int64(a.MaxDBSize),
+	})
+	if err != nil {
+		return nil, err
+	}
+	logger := a.logger
+	observer := &writerObserver{size: store.Size}
+	w := storage.NewWriter(store, storage.WriterOptions{
+		QueueSize: a.QueueSize,
+		MaxBatch:  a.MaxBatch,
+		Observer:  observer,
+		OnError: func(err error) {
+			logger.Error("writing audit events", zap.String("db", a.dbPath), zap.Error(err))
+		},
+	})
+	p := &pipeline{store: store, writer: w, key: key, logger: logger}
+
+	bootstrapPath := filepath.Join(a.DataDir, "bootstrap-admin.key")
+	created, err := adminapi.Bootstrap(store, bootstrapPath)
+	if err != nil {
+		_ = p.Destruct()
+		return nil, fmt.Errorf("creating bootstrap admin key: %w", err)
+	}
+	if created {
+		// The path, never the key: logs travel to places secrets must not.
+		logger.Warn("no admin API principal existed; created a bootstrap admin key", zap.String("file", bootstrapPath))
+	}
+	p.lifecycle("audit_started", map[string]any{"db": a.dbPath})
+	logger.Info("audit store opened", zap.String("db", a.dbPath), zap.Int("queue_size", a.QueueSize))
+	return p, nil
+}
+
+// lifecycle records something that happened to the audit pipeline itself.
+func (p *pipeline) lifecycle(action string, details map[string]any) {
+	now := time.Now().UTC()
+	_ = p.writer.Enqueue(&storage.Event{
+		ID: storage.NewID(now), Time: now, Kind: storage.KindLifecycle,
+		Action: action, Details: details,
+	})
+}
+
+// Destruct flushes every accepted event and closes the file. The pool calls
+// it once the last config using this database is cleaned up.
+func (p *pipeline) Destruct() error {
+	p.lifecycle("audit_stopped", nil)
+	p.writer.Close()
+	err := p.store.Close()
+	p.logger.Info("audit store closed", zap.String("db", p.store.Path()), zap.Error(err))
+	return err
+}
+
+var _ caddy.Destructor = (*pipeline)(nil)

@@ -1,0 +1,63 @@
+package policy
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// KeySize is the HMAC key length in bytes.
+const KeySize = 32
+
+// LoadOrCreateKey reads the hex HMAC key at path, creating it (0600, in a
+// 0700 directory) with a fresh random key when it does not exist. A key file
+// readable by others is refused: whoever holds the key can test guesses
+// against every token in the trail.
+func LoadOrCreateKey(path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return createKey(path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading HMAC key: %w", err)
+	}
+	if info, err := os.Stat(path); err == nil && info.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("HMAC key %s is accessible by group or others (mode %v); chmod 600 it", path, info.Mode().Perm())
+	}
+	key, err := hex.DecodeString(strings.TrimSpace(string(data)))
+	if err != nil || len(key) < 16 {
+		return nil, fmt.Errorf("HMAC key %s must hold at least 16 bytes as hex", path)
+	}
+	return key, nil
+}
+
+func createKey(path string) ([]byte, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("creating directory for HMAC key: %w", err)
+	}
+	key := make([]byte, KeySize)
+	if _, err := rand.Read(key); err != nil {
+		return nil, err
+	}
+	// O_EXCL: if another process created the key meanwhile, use theirs.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return LoadOrCreateKey(path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("creating HMAC key: %w", err)
+	}
+	_, werr := f.WriteString(hex.EncodeToString(key) + "\n")
+	serr := f.Sync()
+	cerr := f.Close()
+	if err := errors.Join(werr, serr, cerr); err != nil {
+		_ = os.Remove(path)
+		return nil, fmt.Errorf("writing HMAC key: %w", err)
+	}
+	return key, nil
+}

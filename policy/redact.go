@@ -1,0 +1,257 @@
+package policy
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"hash"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"unicode/utf8"
+)
+
+// TokenPrefix marks a value replaced by its keyed hash.
+const TokenPrefix = "hmac:"
+
+// tokenBytes is how much of the HMAC a token keeps: 96 bits, enough that
+// two different secrets never share a token in practice, short enough to
+// read.
+const tokenBytes = 12
+
+// MaxValueLen bounds any single stored string; longer values are cut and
+// marked, so one hostile 1 MB header cannot bloat the trail.
+const MaxValueLen = 4096
+
+// DefaultSensitiveHeaders carry credentials. Header names are also treated
+// as sensitive when they contain one of sensitiveWords.
+var DefaultSensitiveHeaders = []string{
+	"Authorization", "Proxy-Authorization", "Cookie", "Set-Cookie",
+	"X-Api-Key", "X-Auth-Token", "X-Access-Token", "X-Csrf-Token",
+	"X-Xsrf-Token", "X-Amz-Security-Token", "X-Goog-Iap-Jwt-Assertion",
+	"X-Forwarded-Access-Token", "X-Forwarded-Authorization",
+}
+
+// DefaultSensitiveParams are query parameters whose values are secrets.
+// Names containing one of sensitiveWords count too.
+var DefaultSensitiveParams = []string{
+	"token", "access_token", "refresh_token", "id_token", "password",
+	"passwd", "pwd", "secret", "client_secret", "api_key", "apikey",
+	"key", "code", "sig", "signature", "session", "sessionid", "auth",
+	"x-amz-signature", "x-amz-credential", "x-amz-security-token",
+}
+
+// sensitiveWords catch credential names nobody listed, such as
+// X-Service-Token or reset_password.
+var sensitiveWords = []string{"token", "secret", "password", "passwd", "api-key", "api_key", "apikey", "credential", "session"}
+
+// Redactor replaces secrets with keyed HMAC tokens. Equal secrets give equal
+// tokens under one key, so an investigator can still see that two requests
+// used the same credential without learning it. It is safe for concurrent
+// use.
+type Redactor struct {
+	headers map[string]bool // canonical header names
+	params  map[string]bool // lower-case parameter names
+	macs    sync.Pool
+}
+
+// NewRedactor returns a redactor keyed with key that treats the default
+// sensitive headers and parameters, plus the extra ones, as secrets.
+func NewRedactor(key []byte, extraHeaders, extraParams []string) *Redactor {
+	r := &Redactor{headers: map[string]bool{}, params: map[string]bool{}}
+	for _, h := range append(append([]string{}, DefaultSensitiveHeaders...), extraHeaders...) {
+		r.headers[http.CanonicalHeaderKey(h)] = true
+	}
+	for _, p := range append(append([]string{}, DefaultSensitiveParams...), extraParams...) {
+		r.params[strings.ToLower(p)] = true
+	}
+	k := append([]byte(nil), key...)
+	r.macs.New = func() any { return hmac.New(sha256.New, k) }
+	return r
+}
+
+// Token returns the keyed hash of value: "hmac:" and 24 hex digits.
+func (r *Redactor) Token(value string) string {
+	m := r.macs.Get().(hash.Hash)
+	m.Reset()
+	m.Write([]byte(value))
+	var sum [sha256.Size]byte
+	m.Sum(sum[:0])
+	r.macs.Put(m)
+	return TokenPrefix + hex.EncodeToString(sum[:tokenBytes])
+}
+
+// SensitiveHeader reports whether the header's values are secrets.
+func (r *Redactor) SensitiveHeader(name string) bool {
+	name = http.CanonicalHeaderKey(name)
+	return r.headers[name] || containsWord(strings.ToLower(name))
+}
+
+// SensitiveParam reports whether the query parameter's value is a secret.
+func (r *Redactor) SensitiveParam(name string) bool {
+	name = strings.ToLower(name)
+	return r.params[name] || containsWord(name)
+}
+
+func containsWord(lower string) bool {
+	for _, w := range sensitiveWords {
+		if strings.Contains(lower, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// Headers returns a copy of h fit to store: credential values are tokens,
+// everything else is cleaned (see Clean).
+func (r *Redactor) Headers(h http.Header) map[string][]string {
+	if len(h) == 0 {
+		return nil
+	}
+	out := make(map[string][]string, len(h))
+	for name, values := range h {
+		cleanName := Clean(name)
+		vals := make([]string, len(values))
+		for i, v := range values {
+			if r.SensitiveHeader(name) {
+				vals[i] = r.HeaderValue(name, v)
+			} else {
+				vals[i] = Clean(v)
+			}
+		}
+		out[cleanName] = vals
+	}
+	return out
+}
+
+// HeaderValue tokenizes one credential header value, keeping the parts that
+// are not secret: the auth scheme ("Bearer hmac:..."), cookie names
+// ("sid=hmac:...") and Set-Cookie attributes.
+func (r *Redactor) HeaderValue(name, v string) string {
+	switch http.CanonicalHeaderKey(name) {
+	case "Authorization", "Proxy-Authorization":
+		if scheme, cred, ok := strings.Cut(v, " "); ok && isToken(scheme) {
+			return scheme + " " + r.Token(strings.TrimSpace(cred))
+		}
+	case "Cookie":
+		parts := strings.Split(v, ";")
+		for i, p := range parts {
+			parts[i] = r.pair(strings.TrimSpace(p), "=")
+		}
+		return strings.Join(parts, "; ")
+	case "Set-Cookie":
+		first, attrs, hasAttrs := strings.Cut(v, ";")
+		out := r.pair(strings.TrimSpace(first), "=")
+		if hasAttrs {
+			out += ";" + Clean(attrs)
+		}
+		return out
+	}
+	return r.Token(v)
+}
+
+// pair tokenizes the value of "name<sep>value", keeping the name.
+func (r *Redactor) pair(p, sep string) string {
+	name, value, ok := strings.Cut(p, sep)
+	if !ok {
+		return r.Token(p)
+	}
+	return Clean(name) + sep + r.Token(value)
+}
+
+// Query returns the raw query with the values of sensitive parameters
+// replaced by tokens. It does not decode and re-encode the rest, so a
+// malformed query is kept as it came, not rejected or lost.
+func (r *Redactor) Query(raw string) string {
+	if raw == "" {
+		return ""
+	}
+	var b strings.Builder
+	b.Grow(len(raw))
+	for i, part := range strings.Split(raw, "&") {
+		if i > 0 {
+			b.WriteByte('&')
+		}
+		name, value, hasValue := strings.Cut(part, "=")
+		if hasValue && r.SensitiveParam(unescapeName(name)) {
+			b.WriteString(Clean(name))
+			b.WriteByte('=')
+			b.WriteString(r.Token(value))
+			continue
+		}
+		b.WriteString(Clean(part))
+	}
+	return truncate(b.String())
+}
+
+// unescapeName decodes a parameter name so "pass%77ord" is still caught;
+// an undecodable name is compared as it is.
+func unescapeName(name string) string {
+	if !strings.ContainsAny(name, "%+") {
+		return name
+	}
+	var b strings.Builder
+	for i := 0; i < len(name); i++ {
+		switch c := name[i]; {
+		case c == '+':
+			b.WriteByte(' ')
+		case c == '%' && i+2 < len(name):
+			if v, err := strconv.ParseUint(name[i+1:i+3], 16, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 2
+				continue
+			}
+			b.WriteByte(c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// Clean makes s safe to store as JSON without losing information: invalid
+// UTF-8 bytes become \xNN (encoding/json would turn them into U+FFFD and
+// lose them) and values over MaxValueLen are cut with a marker.
+func Clean(s string) string {
+	if utf8.ValidString(s) {
+		return truncate(s)
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b.WriteString(`\x`)
+			b.WriteString(hex.EncodeToString([]byte{s[i]}))
+		} else {
+			b.WriteString(s[i : i+size])
+		}
+		i += size
+	}
+	return truncate(b.String())
+}
+
+func truncate(s string) string {
+	if len(s) <= MaxValueLen {
+		return s
+	}
+	cut := MaxValueLen
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "...[truncated " + strconv.Itoa(len(s)-cut) + " bytes]"
+}
+
+// isToken reports whether s is an RFC 9110 token (an auth scheme name).
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}

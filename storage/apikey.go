@@ -1,0 +1,112 @@
+package storage
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// APIKey is a principal of the admin API. The key itself is never stored:
+// only its SHA-256, which is enough because keys are 256-bit random values
+// (a hash of a guessable value would not be).
+type APIKey struct {
+	// ID is the key's public identifier, shown in listings and audit events.
+	ID string `json:"id"`
+	// Name is a human label ("bootstrap admin", "siem export").
+	Name string `json:"name"`
+	// Role is a built-in or custom role name.
+	Role string `json:"role"`
+	// Workspace scopes the key to one workspace; empty means all.
+	Workspace string `json:"workspace,omitempty"`
+	// Prefix is the first characters of the key, to recognise it.
+	Prefix string `json:"prefix"`
+	// Hash is the hex SHA-256 of the full key. This struct is the stored
+	// record: API responses must not return it as is.
+	Hash string `json:"hash"`
+	// CreatedAt is when the key was issued.
+	CreatedAt time.Time `json:"created_at"`
+	// ExpiresAt, when set, is the first instant the key is refused.
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	// RevokedAt, when set, is when the key was revoked; it is refused from
+	// then on.
+	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+	// LastUsedAt is when the key last authenticated, to the minute.
+	LastUsedAt *time.Time `json:"last_used_at,omitempty"`
+}
+
+// ErrExists means a record with the same identity is already stored.
+var ErrExists = errors.New("already exists")
+
+// PutAPIKey stores a new key. It fails with ErrExists if the id or hash is
+// taken.
+func (s *Store) PutAPIKey(k APIKey) error {
+	if k.ID == "" || k.Hash == "" {
+		return errors.New("api key needs an id and a hash")
+	}
+	val, err := json.Marshal(k)
+	if err != nil {
+		return err
+	}
+	return s.update(func(tx *bolt.Tx) error {
+		keys, hashes := tx.Bucket(bucketKeys), tx.Bucket(bucketKeyHashes)
+		if keys.Get([]byte(k.ID)) != nil || hashes.Get([]byte(k.Hash)) != nil {
+			return fmt.Errorf("api key %s: %w", k.ID, ErrExists)
+		}
+		if err := keys.Put([]byte(k.ID), val); err != nil {
+			return err
+		}
+		return hashes.Put([]byte(k.Hash), []byte(k.ID))
+	})
+}
+
+// APIKeyByHash finds the key whose SHA-256 is hash (hex).
+func (s *Store) APIKeyByHash(hash string) (APIKey, error) {
+	var k APIKey
+	err := s.view(func(tx *bolt.Tx) error {
+		id := tx.Bucket(bucketKeyHashes).Get([]byte(hash))
+		if id == nil {
+			return ErrNotFound
+		}
+		val := tx.Bucket(bucketKeys).Get(id)
+		if val == nil {
+			return ErrNotFound
+		}
+		return json.Unmarshal(val, &k)
+	})
+	return k, err
+}
+
+// CountAPIKeys returns how many keys exist, revoked ones included.
+func (s *Store) CountAPIKeys() (int, error) {
+	var n int
+	err := s.view(func(tx *bolt.Tx) error {
+		n = tx.Bucket(bucketKeys).Stats().KeyN
+		return nil
+	})
+	return n, err
+}
+
+// TouchAPIKey sets the key's last-used time.
+func (s *Store) TouchAPIKey(id string, at time.Time) error {
+	return s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketKeys)
+		val := b.Get([]byte(id))
+		if val == nil {
+			return ErrNotFound
+		}
+		var k APIKey
+		if err := json.Unmarshal(val, &k); err != nil {
+			return err
+		}
+		at = at.UTC()
+		k.LastUsedAt = &at
+		val, err := json.Marshal(k)
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte(id), val)
+	})
+}

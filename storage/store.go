@@ -1,0 +1,216 @@
+package storage
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// SchemaVersion is the layout this code writes. Open refuses a file written
+// by a newer version rather than guess at its layout.
+const SchemaVersion = 1
+
+var (
+	bucketMeta      = []byte("meta")
+	bucketEvents    = []byte("events")
+	bucketTimeIndex = []byte("idx_time")
+	bucketKeys      = []byte("keys")
+	bucketKeyHashes = []byte("key_hashes")
+	keySchema       = []byte("schema")
+)
+
+// Errors callers can test for with errors.Is.
+var (
+	// ErrLocked means another process holds the database file.
+	ErrLocked = errors.New("database file is locked by another process")
+	// ErrFull means the file reached its configured maximum size.
+	ErrFull = errors.New("database reached its maximum size")
+	// ErrClosed means the store or writer was closed.
+	ErrClosed = errors.New("audit store is closed")
+	// ErrNotFound means no record matched.
+	ErrNotFound = errors.New("not found")
+)
+
+// Options tunes Open. The zero value is usable.
+type Options struct {
+	// LockTimeout is how long Open waits for another process to release
+	// the file lock. Default 5s.
+	LockTimeout time.Duration
+	// MaxSize caps the file size in bytes; writes that would grow the file
+	// past it fail with ErrFull. 0 means no cap.
+	MaxSize int64
+}
+
+// Store is an open audit database. It is safe for concurrent use.
+type Store struct {
+	db   *bolt.DB
+	path string
+}
+
+// Open opens or creates the database at path, creating its directory
+// (0700) when needed.
+func Open(path string, opts Options) (*Store, error) {
+	if opts.LockTimeout <= 0 {
+		opts.LockTimeout = 5 * time.Second
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("creating directory for audit database: %w", err)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout: opts.LockTimeout,
+		MaxSize: int(opts.MaxSize),
+		// The freelist is rebuilt on open rather than written on every
+		// commit: cheaper commits for an append-heavy workload.
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+	})
+	if err != nil {
+		if errors.Is(err, berrors.ErrTimeout) {
+			return nil, fmt.Errorf("opening %s: %w (waited %s; is another Caddy running with the same data directory?)", path, ErrLocked, opts.LockTimeout)
+		}
+		return nil, fmt.Errorf("opening audit database %s: %w", path, err)
+	}
+	s := &Store{db: db, path: path}
+	if err := s.init(); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) init() error {
+	return s.update(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketMeta, bucketEvents, bucketTimeIndex, bucketKeys, bucketKeyHashes} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		if v := meta.Get(keySchema); v != nil {
+			if len(v) != 8 {
+				return fmt.Errorf("audit database %s: corrupt schema version record", s.path)
+			}
+			if got := binary.BigEndian.Uint64(v); got > SchemaVersion {
+				return fmt.Errorf("audit database %s has schema version %d, newer than this build understands (%d); upgrade caddy-audit", s.path, got, SchemaVersion)
+			}
+			return nil
+		}
+		return meta.Put(keySchema, u64(SchemaVersion))
+	})
+}
+
+// Path returns the file the store lives in.
+func (s *Store) Path() string { return s.path }
+
+// Size returns the size of the database file in bytes.
+func (s *Store) Size() int64 {
+	var n int64
+	_ = s.db.View(func(tx *bolt.Tx) error { n = tx.Size(); return nil })
+	return n
+}
+
+// Close closes the file. Stop the Writer first.
+func (s *Store) Close() error { return s.db.Close() }
+
+// update runs fn in a write transaction and names the errors callers act on.
+func (s *Store) update(fn func(*bolt.Tx) error) error {
+	err := s.db.Update(fn)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, berrors.ErrMaxSizeReached):
+		return fmt.Errorf("%w: %v", ErrFull, err)
+	case errors.Is(err, berrors.ErrDatabaseNotOpen):
+		return ErrClosed
+	}
+	return err
+}
+
+func (s *Store) view(fn func(*bolt.Tx) error) error {
+	err := s.db.View(fn)
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
+		return ErrClosed
+	}
+	return err
+}
+
+// Append commits events in one transaction, assigning each its Seq. Either
+// all are stored or none (their Seq is then reset to 0).
+func (s *Store) Append(events ...*Event) error {
+	err := s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketEvents)
+		idx := tx.Bucket(bucketTimeIndex)
+		for _, ev := range events {
+			seq, err := b.NextSequence()
+			if err != nil {
+				return err
+			}
+			ev.Seq = seq
+			val, err := json.Marshal(ev)
+			if err != nil {
+				return fmt.Errorf("encoding event %s: %w", ev.ID, err)
+			}
+			if err := b.Put(u64(seq), val); err != nil {
+				return err
+			}
+			if err := idx.Put(timeKey(ev.Time, seq), nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		for _, ev := range events {
+			ev.Seq = 0
+		}
+	}
+	return err
+}
+
+// Count returns the number of stored events.
+func (s *Store) Count() int {
+	var n int
+	_ = s.view(func(tx *bolt.Tx) error {
+		n = tx.Bucket(bucketEvents).Stats().KeyN
+		return nil
+	})
+	return n
+}
+
+func u64(v uint64) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, v)
+	return b
+}
+
+// Bounds of the time index: nanoseconds since 1970 in an int64 reach 2262.
+var (
+	minIndexTime = time.Unix(0, 0)
+	maxIndexTime = time.Unix(0, math.MaxInt64)
+)
+
+// timeKey sorts by event time, then by sequence. Times outside 1970-2262
+// are clamped (UnixNano would wrap around) so the order holds.
+func timeKey(t time.Time, seq uint64) []byte {
+	var ns int64
+	switch {
+	case t.Before(minIndexTime):
+		ns = 0
+	case t.After(maxIndexTime):
+		ns = math.MaxInt64
+	default:
+		ns = t.UnixNano()
+	}
+	k := make([]byte, 16)
+	binary.BigEndian.PutUint64(k[:8], uint64(ns))
+	binary.BigEndian.PutUint64(k[8:], seq)
+	return k
+}

@@ -1,0 +1,108 @@
+package storage
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+func openTemp(t testing.TB, opts Options) *Store {
+	t.Helper()
+	s, err := Open(filepath.Join(t.TempDir(), "audit.db"), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func TestOpenLockedFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.db")
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_, err = Open(path, Options{LockTimeout: 50 * time.Millisecond})
+	if !errors.Is(err, ErrLocked) {
+		t.Fatalf("second open: got %v, want ErrLocked", err)
+	}
+	if !strings.Contains(err.Error(), "another Caddy") {
+		t.Errorf("error should tell the operator what to check: %v", err)
+	}
+}
+
+func TestOpenRefusesNewerSchema(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.db")
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put(keySchema, u64(SchemaVersion+1))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	_, err = Open(path, Options{})
+	if err == nil || !strings.Contains(err.Error(), "newer than this build") {
+		t.Fatalf("got %v, want a refusal naming the newer schema", err)
+	}
+}
+
+func TestAppendAssignsSequence(t *testing.T) {
+	s := openTemp(t, Options{})
+	a, b := &Event{ID: "a", Time: time.Now()}, &Event{ID: "b", Time: time.Now()}
+	if err := s.Append(a, b); err != nil {
+		t.Fatal(err)
+	}
+	if a.Seq != 1 || b.Seq != 2 {
+		t.Fatalf("seqs %d, %d; want 1, 2", a.Seq, b.Seq)
+	}
+	got, err := s.Get(2)
+	if err != nil || got.ID != "b" {
+		t.Fatalf("Get(2) = %+v, %v", got, err)
+	}
+	if _, err := s.Get(3); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get(3): %v, want ErrNotFound", err)
+	}
+}
+
+func TestAppendFullDatabase(t *testing.T) {
+	s := openTemp(t, Options{MaxSize: 1 << 20})
+	big := strings.Repeat("x", 4000)
+	var err error
+	for i := 0; i < 1000 && err == nil; i++ {
+		ev := &Event{ID: fmt.Sprint(i), Time: time.Now(), UserAgent: big}
+		err = s.Append(ev)
+		if err != nil && ev.Seq != 0 {
+			t.Fatal("a failed append must not leave a sequence on the event")
+		}
+	}
+	if !errors.Is(err, ErrFull) {
+		t.Fatalf("filling a 1 MiB store: got %v, want ErrFull", err)
+	}
+}
+
+func TestNewIDSortsByTime(t *testing.T) {
+	base := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	prev := ""
+	for i := 0; i < 100; i++ {
+		id := NewID(base.Add(time.Duration(i) * time.Millisecond))
+		if len(id) != 26 {
+			t.Fatalf("id %q has length %d", id, len(id))
+		}
+		if id <= prev {
+			t.Fatalf("id %q does not sort after %q", id, prev)
+		}
+		prev = id
+	}
+	if NewID(base) == NewID(base) {
+		t.Fatal("two ids in the same millisecond collide")
+	}
+}

@@ -1,0 +1,311 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+)
+
+// Drop reasons reported to the Observer and recorded in lifecycle events.
+const (
+	DropQueueFull  = "queue_full"
+	DropWriteError = "write_error"
+	DropClosed     = "closed"
+)
+
+// ErrQueueFull means a best-effort event was dropped because the writer
+// could not keep up.
+var ErrQueueFull = errors.New("audit queue is full")
+
+// Observer receives the writer's health signals (metrics live in the Caddy
+// module; this package stays free of them). Methods are called from the
+// writer's goroutine and from Enqueue callers, so they must be cheap and
+// safe for concurrent use.
+type Observer interface {
+	// Committed reports a batch of n events written in d.
+	Committed(n int, d time.Duration)
+	// Dropped reports n best-effort events lost for reason.
+	Dropped(reason string, n int)
+	// WriteFailed reports a failed commit.
+	WriteFailed(err error)
+	// QueueDepth reports the number of events waiting.
+	QueueDepth(n int)
+}
+
+// WriterOptions tunes NewWriter. The zero value is usable.
+type WriterOptions struct {
+	// QueueSize bounds the events waiting to be written. Default 8192.
+	QueueSize int
+	// MaxBatch bounds the events committed in one transaction. Default 512.
+	MaxBatch int
+	// Observer receives health signals; nil means none.
+	Observer Observer
+	// OnError is told about write failures, for logging; nil means ignore.
+	OnError func(error)
+}
+
+type pending struct {
+	ev  *Event
+	ack chan error // nil for best-effort events
+}
+
+// Writer is the single goroutine that writes to the store. It batches
+// whatever is queued when a commit starts (group commit): under light load
+// each event commits alone and at once, under heavy load one fsync carries
+// hundreds.
+type Writer struct {
+	store *Store
+	opts  WriterOptions
+	queue chan pending
+
+	mu     sync.RWMutex // held for reading while sending on queue
+	closed bool
+	done   chan struct{}
+
+	gapMu sync.Mutex
+	gap   dropGap
+}
+
+// dropGap describes events lost since the last successful lifecycle record.
+type dropGap struct {
+	counts      map[string]int
+	first, last time.Time
+}
+
+// NewWriter starts a writer for s.
+func NewWriter(s *Store, opts WriterOptions) *Writer {
+	if opts.QueueSize <= 0 {
+		opts.QueueSize = 8192
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = 512
+	}
+	if opts.Observer == nil {
+		opts.Observer = nopObserver{}
+	}
+	w := &Writer{
+		store: s,
+		opts:  opts,
+		queue: make(chan pending, opts.QueueSize),
+		done:  make(chan struct{}),
+	}
+	go w.run()
+	return w
+}
+
+// Enqueue queues ev without waiting. If the queue is full or the writer is
+// closed, the event is dropped, counted, and reported in a lifecycle event
+// once the store accepts writes again.
+func (w *Writer) Enqueue(ev *Event) error {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if w.closed {
+		w.drop(DropClosed, ev.Time)
+		return ErrClosed
+	}
+	select {
+	case w.queue <- pending{ev: ev}:
+		return nil
+	default:
+		w.drop(DropQueueFull, ev.Time)
+		return ErrQueueFull
+	}
+}
+
+// Commit writes ev and waits until it is durably on disk. It waits for
+// queue space rather than dropping. On error the event is not stored.
+func (w *Writer) Commit(ctx context.Context, ev *Event) error {
+	ack := make(chan error, 1)
+	if err := w.send(ctx, pending{ev: ev, ack: ack}); err != nil {
+		return err
+	}
+	select {
+	case err := <-ack:
+		return err
+	case <-ctx.Done():
+		// The event may still be written; the caller must treat it as not
+		// recorded, which is the safe side for strict mode.
+		return ctx.Err()
+	}
+}
+
+// EnqueueWait queues ev, waiting for queue space instead of dropping, but
+// not for the commit.
+func (w *Writer) EnqueueWait(ctx context.Context, ev *Event) error {
+	return w.send(ctx, pending{ev: ev})
+}
+
+func (w *Writer) send(ctx context.Context, p pending) error {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if w.closed {
+		return ErrClosed
+	}
+	select {
+	case w.queue <- p:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Close stops accepting events, writes everything already accepted, and
+// waits for the writer goroutine to finish. It does not close the Store.
+func (w *Writer) Close() {
+	w.mu.Lock()
+	if !w.closed {
+		w.closed = true
+		close(w.queue)
+	}
+	w.mu.Unlock()
+	<-w.done
+}
+
+// Len reports the events waiting to be written.
+func (w *Writer) Len() int { return len(w.queue) }
+
+func (w *Writer) drop(reason string, at time.Time) {
+	w.opts.Observer.Dropped(reason, 1)
+	w.gapMu.Lock()
+	defer w.gapMu.Unlock()
+	if w.gap.counts == nil {
+		w.gap.counts = make(map[string]int)
+		w.gap.first = at
+	}
+	w.gap.counts[reason]++
+	if at.Before(w.gap.first) {
+		w.gap.first = at
+	}
+	if at.After(w.gap.last) {
+		w.gap.last = at
+	}
+}
+
+func (w *Writer) run() {
+	defer close(w.done)
+	batch := make([]pending, 0, w.opts.MaxBatch)
+	events := make([]*Event, 0, w.opts.MaxBatch)
+	// A ticker writes the record of drops that happened while nothing else
+	// was being written (a queue that overflowed then went quiet).
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		var first pending
+		var ok bool
+		select {
+		case first, ok = <-w.queue:
+		case <-tick.C:
+			w.recordGap()
+			continue
+		}
+		if !ok {
+			w.recordGap()
+			return
+		}
+		batch = append(batch[:0], first)
+	fill:
+		for len(batch) < w.opts.MaxBatch {
+			select {
+			case p, ok := <-w.queue:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, p)
+			default:
+				break fill
+			}
+		}
+		w.opts.Observer.QueueDepth(len(w.queue))
+		events = events[:0]
+		for _, p := range batch {
+			events = append(events, p.ev)
+		}
+		w.commit(batch, events)
+	}
+}
+
+func (w *Writer) commit(batch []pending, events []*Event) {
+	start := time.Now()
+	err := w.store.Append(events...)
+	if err == nil {
+		w.opts.Observer.Committed(len(events), time.Since(start))
+		for _, p := range batch {
+			if p.ack != nil {
+				p.ack <- nil
+			}
+		}
+		w.recordGap()
+		return
+	}
+	w.opts.Observer.WriteFailed(err)
+	if w.opts.OnError != nil {
+		w.opts.OnError(err)
+	}
+	for _, p := range batch {
+		if p.ack != nil {
+			p.ack <- err
+		} else {
+			w.drop(DropWriteError, p.ev.Time)
+		}
+	}
+}
+
+// recordGap writes one lifecycle event describing the drops since the last
+// one, so the trail itself shows where it has holes. If that write fails the
+// gap is kept and retried.
+func (w *Writer) recordGap() {
+	w.gapMu.Lock()
+	gap := w.gap
+	w.gap = dropGap{}
+	w.gapMu.Unlock()
+	if gap.counts == nil {
+		return
+	}
+	total := 0
+	counts := make(map[string]any, len(gap.counts))
+	for reason, n := range gap.counts {
+		counts[reason] = n
+		total += n
+	}
+	now := time.Now().UTC()
+	ev := &Event{
+		ID:     NewID(now),
+		Time:   now,
+		Kind:   KindLifecycle,
+		Action: "events_dropped",
+		Details: map[string]any{
+			"dropped":       total,
+			"by_reason":     counts,
+			"first_dropped": gap.first.UTC(),
+			"last_dropped":  gap.last.UTC(),
+		},
+	}
+	if err := w.store.Append(ev); err != nil {
+		// Put the gap back, merged with drops that happened meanwhile.
+		w.gapMu.Lock()
+		for reason, n := range gap.counts {
+			if w.gap.counts == nil {
+				w.gap.counts = make(map[string]int)
+				w.gap.first, w.gap.last = gap.first, gap.last
+			}
+			w.gap.counts[reason] += n
+		}
+		if gap.first.Before(w.gap.first) {
+			w.gap.first = gap.first
+		}
+		if gap.last.After(w.gap.last) {
+			w.gap.last = gap.last
+		}
+		w.gapMu.Unlock()
+		return
+	}
+	w.opts.Observer.Committed(1, time.Since(now))
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Committed(int, time.Duration) {}
+func (nopObserver) Dropped(string, int)          {}
+func (nopObserver) WriteFailed(error)            {}
+func (nopObserver) QueueDepth(int)               {}
