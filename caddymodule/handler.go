@@ -208,7 +208,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		body = &countingBody{ReadCloser: r.Body}
 		r.Body = body
 	}
-	tw := &timingWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
+	tw := &timingWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, requestID: id}
 	rec := caddyhttp.NewResponseRecorder(tw, nil, nil)
 
 	err := next.ServeHTTP(rec, r)
@@ -341,28 +341,38 @@ func (b *countingBody) Read(p []byte) (int, error) {
 }
 
 // timingWriter notes when the response headers went out (time to first
-// byte). It sits under Caddy's response recorder, which does the counting
-// and keeps Flush and Hijack working through Unwrap.
+// byte) and makes sure they carry exactly one X-Request-ID: ours, even when
+// the upstream echoes the header back (reverse_proxy adds, not replaces,
+// upstream headers). It sits under Caddy's response recorder, which does
+// the counting and keeps Flush and Hijack working through Unwrap.
 type timingWriter struct {
 	*caddyhttp.ResponseWriterWrapper
+	requestID string
 	firstByte atomic.Int64 // unix ns; 0 until headers are written
 }
 
 func (tw *timingWriter) WriteHeader(status int) {
 	if status >= 200 || status == http.StatusSwitchingProtocols {
-		tw.firstByte.CompareAndSwap(0, time.Now().UnixNano())
+		tw.headersOut()
 	}
 	tw.ResponseWriterWrapper.WriteHeader(status)
 }
 
 func (tw *timingWriter) Write(p []byte) (int, error) {
-	tw.firstByte.CompareAndSwap(0, time.Now().UnixNano())
+	tw.headersOut()
 	return tw.ResponseWriterWrapper.Write(p)
 }
 
 func (tw *timingWriter) ReadFrom(r io.Reader) (int64, error) {
-	tw.firstByte.CompareAndSwap(0, time.Now().UnixNano())
+	tw.headersOut()
 	return tw.ResponseWriterWrapper.ReadFrom(r)
+}
+
+// headersOut runs once, just before the final response headers are sent.
+func (tw *timingWriter) headersOut() {
+	if tw.firstByte.CompareAndSwap(0, time.Now().UnixNano()) {
+		tw.Header().Set(requestIDHeader, tw.requestID)
+	}
 }
 
 // Interface guards

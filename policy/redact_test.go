@@ -15,8 +15,9 @@ var testKey = []byte("0123456789abcdef0123456789abcdef")
 func TestTokenIsKeyedAndStable(t *testing.T) {
 	a := NewRedactor(testKey, nil, nil)
 	b := NewRedactor([]byte("another key, another token space"), nil, nil)
-	if a.Token("s3cret") != a.Token("s3cret") {
-		t.Fatal("equal secrets must give equal tokens")
+	again := NewRedactor(testKey, nil, nil)
+	if a.Token("s3cret") != again.Token("s3cret") {
+		t.Fatal("equal secrets must give equal tokens under one key")
 	}
 	if a.Token("s3cret") == b.Token("s3cret") {
 		t.Fatal("tokens must depend on the key")

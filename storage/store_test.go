@@ -102,7 +102,7 @@ func TestNewIDSortsByTime(t *testing.T) {
 		}
 		prev = id
 	}
-	if NewID(base) == NewID(base) {
+	if first, second := NewID(base), NewID(base); first == second {
 		t.Fatal("two ids in the same millisecond collide")
 	}
 }
