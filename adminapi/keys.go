@@ -5,15 +5,11 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
-	"runtime"
 	"sync"
 	"time"
 
+	"github.com/caddy-audit/caddy-audit/policy"
 	"github.com/caddy-audit/caddy-audit/storage"
 )
 
@@ -83,7 +79,7 @@ func Bootstrap(store *storage.Store, path string) (created bool, err error) {
 	// (still no key in the store) replaces it. The other order could commit
 	// a key whose secret never reached disk: the store would then hold a
 	// principal, no bootstrap would run again, and nobody could log in.
-	if err := writeSecretFile(path, secret+"\n"); err != nil {
+	if err := policy.WriteSecretFile(path, secret+"\n"); err != nil {
 		return false, fmt.Errorf("writing bootstrap admin key file: %w", err)
 	}
 	if err := store.PutAPIKey(rec); err != nil {
@@ -93,77 +89,4 @@ func Bootstrap(store *storage.Store, path string) (created bool, err error) {
 		return false, fmt.Errorf("storing bootstrap admin key: %w", err)
 	}
 	return true, nil
-}
-
-// writeSecretFile creates path with mode 0600 and durably writes data to
-// it. A file already there is left over from a bootstrap that never
-// committed its key, so it is replaced atomically rather than truncated:
-// a reader sees the old secret or the new one, never half of one.
-func writeSecretFile(path, data string) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	// O_EXCL refuses to follow a symlink planted at path, so the secret
-	// cannot be redirected into a file someone else can read.
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	switch {
-	case errors.Is(err, fs.ErrExist):
-		return replaceSecretFile(dir, path, data)
-	case err != nil:
-		return err
-	}
-	if err := writeSync(f, data); err != nil {
-		_ = os.Remove(path)
-		return err
-	}
-	return syncDir(dir)
-}
-
-func replaceSecretFile(dir, path, data string) error {
-	// CreateTemp opens with O_EXCL and mode 0600; rename replaces a symlink
-	// at path itself, never its target.
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	if err := writeSync(f, data); err != nil {
-		_ = os.Remove(tmp)
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		_ = os.Remove(tmp)
-		return err
-	}
-	return syncDir(dir)
-}
-
-// writeSync writes data, flushes it to disk and closes f.
-func writeSync(f *os.File, data string) error {
-	_, err := f.WriteString(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
-// syncDir makes a new or renamed directory entry durable; without it the
-// file could vanish in a power loss that the committed key survives.
-func syncDir(dir string) error {
-	if runtime.GOOS == "windows" {
-		return nil // directories cannot be synced there; NTFS journals names
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }

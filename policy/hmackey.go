@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
 )
 
@@ -37,26 +36,16 @@ func LoadOrCreateKey(path string) ([]byte, error) {
 }
 
 func createKey(path string) ([]byte, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("creating directory for HMAC key: %w", err)
-	}
 	key := make([]byte, KeySize)
 	if _, err := rand.Read(key); err != nil {
 		return nil, err
 	}
-	// O_EXCL: if another process created the key meanwhile, use theirs.
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	err := CreateSecretFile(path, hex.EncodeToString(key)+"\n")
 	if errors.Is(err, fs.ErrExist) {
+		// Another process created the key meanwhile: use theirs.
 		return LoadOrCreateKey(path)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("creating HMAC key: %w", err)
-	}
-	_, werr := f.WriteString(hex.EncodeToString(key) + "\n")
-	serr := f.Sync()
-	cerr := f.Close()
-	if err := errors.Join(werr, serr, cerr); err != nil {
-		_ = os.Remove(path)
 		return nil, fmt.Errorf("writing HMAC key: %w", err)
 	}
 	return key, nil

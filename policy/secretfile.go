@@ -1,0 +1,89 @@
+package policy
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+)
+
+// CreateSecretFile creates path with mode 0600 (its directory 0700) and
+// durably writes data to it. It fails with an error matching fs.ErrExist
+// if path exists: the caller decides whether an existing secret wins.
+func CreateSecretFile(path, data string) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	// O_EXCL refuses to follow a symlink planted at path, so the secret
+	// cannot be redirected into a file someone else can read.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := writeSync(f, data); err != nil {
+		_ = os.Remove(path)
+		return err
+	}
+	return syncDir(dir)
+}
+
+// WriteSecretFile is CreateSecretFile, except that an existing file is
+// replaced atomically rather than truncated: a reader sees the old secret
+// or the new one, never half of one.
+func WriteSecretFile(path, data string) error {
+	err := CreateSecretFile(path, data)
+	if errors.Is(err, fs.ErrExist) {
+		return replaceSecretFile(filepath.Dir(path), path, data)
+	}
+	return err
+}
+
+func replaceSecretFile(dir, path, data string) error {
+	// CreateTemp opens with O_EXCL and mode 0600; rename replaces a symlink
+	// at path itself, never its target.
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	if err := writeSync(f, data); err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+	return syncDir(dir)
+}
+
+// writeSync writes data, flushes it to disk and closes f.
+func writeSync(f *os.File, data string) error {
+	_, err := f.WriteString(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// syncDir makes a new or renamed directory entry durable; without it the
+// file could vanish in a power loss that the committed key survives.
+func syncDir(dir string) error {
+	if runtime.GOOS == "windows" {
+		return nil // directories cannot be synced there; NTFS journals names
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
