@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -118,7 +117,7 @@ func (s *Store) Query(f Filter, limit int, cursor string) (Page, error) {
 				continue // purged between index and record; not an error
 			}
 			var ev Event
-			if err := json.Unmarshal(val, &ev); err != nil {
+			if err := decodeEvent(val, &ev); err != nil {
 				return fmt.Errorf("decoding event seq %d: %w", binary.BigEndian.Uint64(k[8:]), err)
 			}
 			if f.match(&ev) {
@@ -143,7 +142,7 @@ func (s *Store) Get(seq uint64) (Event, error) {
 		if val == nil {
 			return ErrNotFound
 		}
-		return json.Unmarshal(val, &ev)
+		return decodeEvent(val, &ev)
 	})
 	return ev, err
 }

@@ -2,7 +2,6 @@ package storage
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -21,11 +20,14 @@ const SchemaVersion = 1
 var (
 	bucketMeta      = []byte("meta")
 	bucketEvents    = []byte("events")
-	bucketTimeIndex = []byte("idx_time")
 	bucketKeys      = []byte("keys")
 	bucketKeyHashes = []byte("key_hashes")
 	keySchema       = []byte("schema")
 )
+
+// coreBuckets exist in every schema version. Indexes and the integrity
+// chain add theirs (indexBuckets, chainBuckets).
+var coreBuckets = [][]byte{bucketMeta, bucketEvents, bucketKeys, bucketKeyHashes}
 
 // Errors callers can test for with errors.Is.
 var (
@@ -88,7 +90,7 @@ func Open(path string, opts Options) (*Store, error) {
 
 func (s *Store) init() error {
 	return s.update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketMeta, bucketEvents, bucketTimeIndex, bucketKeys, bucketKeyHashes} {
+		for _, name := range allBuckets() {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -142,27 +144,27 @@ func (s *Store) view(fn func(*bolt.Tx) error) error {
 	return err
 }
 
-// Append commits events in one transaction, assigning each its Seq. Either
-// all are stored or none (their Seq is then reset to 0).
+func allBuckets() [][]byte {
+	var all [][]byte
+	all = append(all, coreBuckets...)
+	all = append(all, indexBuckets...)
+	return append(all, chainBuckets...)
+}
+
+// Append commits events in one transaction, assigning each its Seq, linking
+// it into the integrity chain and indexing it. Either all are stored or
+// none (their Seq is then reset to 0).
 func (s *Store) Append(events ...*Event) error {
 	err := s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketEvents)
-		idx := tx.Bucket(bucketTimeIndex)
 		for _, ev := range events {
 			seq, err := b.NextSequence()
 			if err != nil {
 				return err
 			}
 			ev.Seq = seq
-			val, err := json.Marshal(ev)
-			if err != nil {
-				return fmt.Errorf("encoding event %s: %w", ev.ID, err)
-			}
-			if err := b.Put(u64(seq), val); err != nil {
-				return err
-			}
-			if err := idx.Put(timeKey(ev.Time, seq), nil); err != nil {
-				return err
+			if err := putEvent(tx, ev); err != nil {
+				return fmt.Errorf("storing event %s: %w", ev.ID, err)
 			}
 		}
 		return nil
