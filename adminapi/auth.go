@@ -27,6 +27,7 @@ const (
 	permIntegrityVerify  = "integrity:verify"
 	permGDPRManage       = "gdpr:manage"
 	permSettingsRead     = "settings:read"
+	permBackupRead       = "backup:read"
 )
 
 // roleAdmin is the role of the bootstrap key.
@@ -39,7 +40,7 @@ var builtinRoles = map[string][]string{
 	roleAdmin: {
 		permEventsRead, permEventsExport, permAlertsRead, permAlertsManage,
 		permReportsRead, permRBACManage, permWorkspacesManage,
-		permIntegrityVerify, permGDPRManage, permSettingsRead,
+		permIntegrityVerify, permGDPRManage, permSettingsRead, permBackupRead,
 	},
 	"security_analyst": {
 		permEventsRead, permEventsExport, permAlertsRead, permAlertsManage,

@@ -84,6 +84,7 @@ func New(cfg Config) (http.Handler, error) {
 	routes := []route{
 		{http.MethodGet, "/healthz", http.HandlerFunc(healthz)},
 		{http.MethodGet, "/api/v1/events", a.authenticate(a.require(permEventsRead, a.searchEvents))},
+		{http.MethodGet, "/api/v1/backup", a.authenticate(a.require(permBackupRead, a.backup))},
 	}
 	if cfg.Metrics != nil {
 		routes = append(routes, route{http.MethodGet, "/metrics", cfg.Metrics})

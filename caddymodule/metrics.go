@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/caddy-audit/caddy-audit/storage"
 )
 
 // metrics are created once per process and registered on every config's
@@ -16,7 +18,8 @@ var metrics = struct {
 
 	recorded      *prometheus.CounterVec
 	dropped       *prometheus.CounterVec
-	writeErrors   prometheus.Counter
+	writeErrors   *prometheus.CounterVec
+	openErrors    *prometheus.CounterVec
 	strictRejects prometheus.Counter
 	queueDepth    prometheus.Gauge
 	commitSeconds prometheus.Histogram
@@ -35,10 +38,14 @@ func initMetrics() {
 			Namespace: ns, Subsystem: sub, Name: "events_dropped_total",
 			Help: "Best-effort audit events lost, by reason (queue_full, write_error, closed).",
 		}, []string{"reason"})
-		metrics.writeErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		metrics.writeErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "write_errors_total",
-			Help: "Failed commits to the audit database.",
-		})
+			Help: "Failed commits to the audit database, by kind (disk_full, permission, corrupt, closed, io).",
+		}, []string{"kind"})
+		metrics.openErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "open_errors_total",
+			Help: "Failed attempts to open the audit database (at start or reload), by kind (locked, disk_full, permission, corrupt, io).",
+		}, []string{"kind"})
 		metrics.strictRejects = prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "strict_rejections_total",
 			Help: "Requests answered 503 because strict mode could not record them.",
@@ -69,7 +76,7 @@ func initMetrics() {
 func registerMetrics(reg prometheus.Registerer) error {
 	initMetrics()
 	for _, c := range []prometheus.Collector{
-		metrics.recorded, metrics.dropped, metrics.writeErrors, metrics.strictRejects,
+		metrics.recorded, metrics.dropped, metrics.writeErrors, metrics.openErrors, metrics.strictRejects,
 		metrics.queueDepth, metrics.commitSeconds, metrics.batchSize, metrics.dbBytes,
 	} {
 		if err := reg.Register(c); err != nil {
@@ -110,6 +117,8 @@ func (o *writerObserver) Dropped(reason string, n int) {
 	metrics.dropped.WithLabelValues(reason).Add(float64(n))
 }
 
-func (o *writerObserver) WriteFailed(error) { metrics.writeErrors.Inc() }
+func (o *writerObserver) WriteFailed(err error) {
+	metrics.writeErrors.WithLabelValues(storage.ErrorKind(err)).Inc()
+}
 
 func (o *writerObserver) QueueDepth(n int) { metrics.queueDepth.Set(float64(n)) }

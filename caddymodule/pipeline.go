@@ -55,6 +55,7 @@ func openPipeline(a *App) (*pipeline, error) {
 		MaxSize:     int64(a.MaxDBSize),
 	})
 	if err != nil {
+		metrics.openErrors.WithLabelValues(storage.ErrorKind(err)).Inc()
 		return nil, err
 	}
 	logger := a.logger

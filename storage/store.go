@@ -13,9 +13,10 @@ import (
 	berrors "go.etcd.io/bbolt/errors"
 )
 
-// SchemaVersion is the layout this code writes. Open refuses a file written
-// by a newer version rather than guess at its layout.
-const SchemaVersion = 1
+// SchemaVersion is the layout this code writes. Open upgrades older files
+// (see migrate.go) and refuses a file written by a newer version rather
+// than guess at its layout.
+const SchemaVersion = 2
 
 var (
 	bucketMeta      = []byte("meta")
@@ -39,6 +40,8 @@ var (
 	ErrClosed = errors.New("audit store is closed")
 	// ErrNotFound means no record matched.
 	ErrNotFound = errors.New("not found")
+	// ErrCorrupt means the file is damaged or not an audit database.
+	ErrCorrupt = errors.New("database file is corrupt")
 )
 
 // Options tunes Open. The zero value is usable.
@@ -63,8 +66,12 @@ func Open(path string, opts Options) (*Store, error) {
 	if opts.LockTimeout <= 0 {
 		opts.LockTimeout = 5 * time.Second
 	}
+	if info, err := os.Stat(path); err == nil && info.Size() > 0 && info.Size() < minFileSize {
+		// bbolt would read past the end of a truncated file.
+		return nil, fmt.Errorf("audit database %s: %w: only %d bytes (truncated?); restore it from a backup or move it away", path, ErrCorrupt, info.Size())
+	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("creating directory for audit database: %w", err)
+		return nil, openError(path, err)
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
 		Timeout: opts.LockTimeout,
@@ -78,7 +85,7 @@ func Open(path string, opts Options) (*Store, error) {
 		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, fmt.Errorf("opening %s: %w (waited %s; is another Caddy running with the same data directory?)", path, ErrLocked, opts.LockTimeout)
 		}
-		return nil, fmt.Errorf("opening audit database %s: %w", path, err)
+		return nil, openError(path, err)
 	}
 	s := &Store{db: db, path: path}
 	if err := s.init(); err != nil {
@@ -89,24 +96,30 @@ func Open(path string, opts Options) (*Store, error) {
 }
 
 func (s *Store) init() error {
-	return s.update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		for _, name := range allBuckets() {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
 		}
 		meta := tx.Bucket(bucketMeta)
-		if v := meta.Get(keySchema); v != nil {
-			if len(v) != 8 {
-				return fmt.Errorf("audit database %s: corrupt schema version record", s.path)
-			}
-			if got := binary.BigEndian.Uint64(v); got > SchemaVersion {
-				return fmt.Errorf("audit database %s has schema version %d, newer than this build understands (%d); upgrade caddy-audit", s.path, got, SchemaVersion)
-			}
-			return nil
+		v := meta.Get(keySchema)
+		if v == nil {
+			// A new file: nothing to migrate.
+			return meta.Put(keySchema, u64(SchemaVersion))
 		}
-		return meta.Put(keySchema, u64(SchemaVersion))
+		if len(v) != 8 {
+			return fmt.Errorf("audit database %s: %w: bad schema version record", s.path, ErrCorrupt)
+		}
+		if got := binary.BigEndian.Uint64(v); got > SchemaVersion {
+			return fmt.Errorf("audit database %s has schema version %d, newer than this build understands (%d); upgrade caddy-audit", s.path, got, SchemaVersion)
+		}
+		return nil
 	})
+	if err != nil {
+		return err
+	}
+	return s.migrate()
 }
 
 // Path returns the file the store lives in.
@@ -123,25 +136,15 @@ func (s *Store) Size() int64 {
 func (s *Store) Close() error { return s.db.Close() }
 
 // update runs fn in a write transaction and names the errors callers act on.
-func (s *Store) update(fn func(*bolt.Tx) error) error {
-	err := s.db.Update(fn)
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, berrors.ErrMaxSizeReached):
-		return fmt.Errorf("%w: %v", ErrFull, err)
-	case errors.Is(err, berrors.ErrDatabaseNotOpen):
-		return ErrClosed
-	}
-	return err
+func (s *Store) update(fn func(*bolt.Tx) error) (err error) {
+	defer recoverCorruption(s.path, &err)
+	return classify(s.db.Update(fn))
 }
 
-func (s *Store) view(fn func(*bolt.Tx) error) error {
-	err := s.db.View(fn)
-	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
-		return ErrClosed
-	}
-	return err
+// view runs fn in a read transaction.
+func (s *Store) view(fn func(*bolt.Tx) error) (err error) {
+	defer recoverCorruption(s.path, &err)
+	return classify(s.db.View(fn))
 }
 
 func allBuckets() [][]byte {

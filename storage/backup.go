@@ -1,0 +1,21 @@
+package storage
+
+import (
+	"io"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Backup writes a consistent copy of the whole database file to w while
+// writes continue: it runs in one read transaction, so it sees the store
+// as of its start (bbolt's Tx.WriteTo). The copy is itself a valid audit
+// database; restoring is replacing audit.db with it while Caddy is stopped.
+func (s *Store) Backup(w io.Writer) (int64, error) {
+	var n int64
+	err := s.view(func(tx *bolt.Tx) error {
+		var err error
+		n, err = tx.WriteTo(w)
+		return err
+	})
+	return n, err
+}
