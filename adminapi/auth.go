@@ -94,12 +94,8 @@ func (a *api) authenticate(next http.Handler) http.Handler {
 		case errors.Is(err, errUnknownKey):
 			a.unauthorized(w, r, errInvalidKey)
 			return
-		case errors.Is(err, storage.ErrClosed):
-			writeProblem(w, r, http.StatusServiceUnavailable, "the audit store is closed; retry shortly")
-			return
 		case err != nil:
-			a.log.Error("looking up API key", "error", err)
-			writeProblem(w, r, http.StatusInternalServerError, "checking the API key failed; see the server log")
+			a.storeError(w, r, "checking the API key", err)
 			return
 		}
 		if a.touches.due(key.ID, now) {

@@ -190,12 +190,8 @@ func (a *api) searchEvents(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, storage.ErrBadCursor):
 		writeProblem(w, r, http.StatusBadRequest, "query parameter cursor: not a cursor this API issued; pass next_cursor from the previous page unchanged")
 		return
-	case errors.Is(err, storage.ErrClosed):
-		writeProblem(w, r, http.StatusServiceUnavailable, "the audit store is closed; retry shortly")
-		return
 	case err != nil:
-		a.log.Error("querying audit events", "error", err)
-		writeProblem(w, r, http.StatusInternalServerError, "querying audit events failed; see the server log")
+		a.storeError(w, r, "querying audit events", err)
 		return
 	}
 	if page.Events == nil {

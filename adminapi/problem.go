@@ -2,7 +2,10 @@ package adminapi
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
+
+	"github.com/caddy-audit/caddy-audit/storage"
 )
 
 // problem is an RFC 9457 problem details document. The API has no error
@@ -48,4 +51,16 @@ func writeBody(w http.ResponseWriter, status int, contentType string, v any) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	_, _ = w.Write(append(body, '\n'))
+}
+
+// storeError answers a failed store operation: 503 while the store is
+// closed (a reload or shutdown in progress; retrying helps), 500 otherwise,
+// naming the kind of failure but leaving details to the server log.
+func (a *api) storeError(w http.ResponseWriter, r *http.Request, doing string, err error) {
+	if errors.Is(err, storage.ErrClosed) {
+		writeProblem(w, r, http.StatusServiceUnavailable, "the audit store is closed; retry shortly")
+		return
+	}
+	a.log.Error(doing, "error", err, "kind", storage.ErrorKind(err))
+	writeProblem(w, r, http.StatusInternalServerError, doing+" failed ("+storage.ErrorKind(err)+"); see the server log")
 }
