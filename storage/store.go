@@ -159,7 +159,15 @@ func allBuckets() [][]byte {
 // none (their Seq is then reset to 0).
 func (s *Store) Append(events ...*Event) error {
 	err := s.update(func(tx *bolt.Tx) error {
+		// Index entries are collected for the whole batch and written per
+		// index value at the end: see index.go.
+		idx := beginIndexBatch(tx)
+		defer idx.end()
 		b := tx.Bucket(bucketEvents)
+		// Sequence numbers only grow, so pages left behind a split are
+		// never written again: pack them full (bbolt's default leaves them
+		// half empty, doubling the file).
+		b.FillPercent = 1.0
 		for _, ev := range events {
 			seq, err := b.NextSequence()
 			if err != nil {
@@ -170,7 +178,7 @@ func (s *Store) Append(events ...*Event) error {
 				return fmt.Errorf("storing event %s: %w", ev.ID, err)
 			}
 		}
-		return nil
+		return idx.flush()
 	})
 	if err != nil {
 		for _, ev := range events {

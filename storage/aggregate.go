@@ -1,0 +1,651 @@
+package storage
+
+import (
+	"bytes"
+	"cmp"
+	"container/heap"
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Aggregations for reports and dashboards.
+//
+// Each runs in one read transaction and streams: it walks the filter's
+// plan (see query.go) and either counts index entries or decodes the
+// matching events one at a time. Memory is bounded by the size of the
+// answer, never by the number of events, and the bounds are stated on each
+// type. Every aggregation honours the whole Filter, so a caller that sets
+// Workspace never counts another workspace's events.
+//
+// Where the filter is a time range alone, counts by user, status and risk
+// level are read from those indexes without decoding a single event: one
+// seek per distinct value plus the posting blocks in the range. Time
+// series need no event whenever the filter is answered by the indexes
+// alone. Everything else decodes the matching events.
+//
+// Counts by detector and severity are not here: alerts are not stored yet.
+
+// Interval is the width of one bucket of a time series.
+type Interval int
+
+// Time series intervals.
+const (
+	// Hourly buckets start on the hour, local time.
+	Hourly Interval = iota + 1
+	// Daily buckets start at local midnight, so they last 23 or 25 hours
+	// on the days daylight saving time changes.
+	Daily
+)
+
+// maxSeriesPoints bounds a time series; a longer range must be narrowed or
+// asked for by day.
+const maxSeriesPoints = 100_000
+
+// TimeCount is the number of events in one bucket of a time series.
+type TimeCount struct {
+	// Start is when the bucket begins, in the location asked for.
+	Start time.Time `json:"start"`
+	Count int64     `json:"count"`
+}
+
+// CountByTime counts the events matching f per hour or per day in loc
+// (nil: UTC), oldest bucket first. Buckets without events are included
+// (count 0): from From (or the oldest match) to To (or the newest match).
+func (s *Store) CountByTime(ctx context.Context, f Filter, iv Interval, loc *time.Location) ([]TimeCount, error) {
+	if iv != Hourly && iv != Daily {
+		return nil, fmt.Errorf("%w: unknown interval %d", ErrBadFilter, iv)
+	}
+	if loc == nil {
+		loc = time.UTC
+	}
+	// Matches stream newest first, so buckets arrive in descending order
+	// and each is finished when the next begins: one slice entry per
+	// bucket that has events.
+	var desc []TimeCount
+	var cur, curEnd time.Time
+	err := s.view(func(tx *bolt.Tx) error {
+		return forEachMatch(ctx, tx, &f, false, nil, func(at pos, _ *Event) error {
+			t := at.time()
+			if len(desc) == 0 || t.Before(cur) || !t.Before(curEnd) {
+				cur, curEnd = bucketOf(t, iv, loc)
+				desc = append(desc, TimeCount{Start: cur})
+			}
+			desc[len(desc)-1].Count++
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.Reverse(desc)
+	// The dense range: the filter's bounds where given, else the data's.
+	var first, end time.Time
+	switch {
+	case !f.From.IsZero():
+		first, _ = bucketOf(f.From, iv, loc)
+	case len(desc) > 0:
+		first = desc[0].Start
+	default:
+		return []TimeCount{}, nil
+	}
+	switch {
+	case !f.To.IsZero():
+		end = f.To
+	case len(desc) > 0:
+		_, end = bucketOf(desc[len(desc)-1].Start, iv, loc)
+	default:
+		end = first
+	}
+	width := time.Hour
+	if iv == Daily {
+		width = 24 * time.Hour
+	}
+	if n := end.Sub(first) / width; n > maxSeriesPoints {
+		return nil, fmt.Errorf("%w: the time range spans about %d buckets, more than %d; narrow it or count by day", ErrBadFilter, n, maxSeriesPoints)
+	}
+	out := []TimeCount{}
+	i := 0
+	for b := first; b.Before(end); _, b = bucketOf(b, iv, loc) {
+		tc := TimeCount{Start: b}
+		for i < len(desc) && desc[i].Start.Before(b) {
+			i++ // before From: cannot happen, but never loop on it
+		}
+		if i < len(desc) && desc[i].Start.Equal(b) {
+			tc.Count = desc[i].Count
+			i++
+		}
+		out = append(out, tc)
+	}
+	return out, nil
+}
+
+// bucketOf returns the bucket that holds t: [start, end).
+func bucketOf(t time.Time, iv Interval, loc *time.Location) (start, end time.Time) {
+	t = t.In(loc)
+	if iv == Daily {
+		y, m, d := t.Date()
+		return time.Date(y, m, d, 0, 0, 0, 0, loc), time.Date(y, m, d+1, 0, 0, 0, 0, loc)
+	}
+	// Whole hours of absolute time, aligned to the zone's offset at t:
+	// unlike time.Date, this keeps the two 01:00 hours of a daylight
+	// saving change apart.
+	_, offset := t.Zone()
+	local := t.Unix() + int64(offset)
+	start = time.Unix(local-local%3600-int64(offset), 0).In(loc)
+	if local < 0 && local%3600 != 0 {
+		start = start.Add(-time.Hour)
+	}
+	return start, start.Add(time.Hour)
+}
+
+// KeyCount is one value of a field and the number of events that had it.
+type KeyCount struct {
+	Key   string `json:"key"`
+	Count int64  `json:"count"`
+	// Error is how much Count may overstate the true count; 0 when the
+	// count is exact.
+	Error int64 `json:"error,omitempty"`
+}
+
+// TopCounts is the most frequent values of a field among the events
+// matching a filter, most frequent first (ties by value).
+//
+// Counting keeps at most topCapacity distinct values in memory. Beyond
+// that it switches to the Space-Saving algorithm (Metwally, Agrawal, El
+// Abbadi 2005): the least counted value is replaced by the new one, which
+// inherits its count as Error. Every value with more than
+// Total/topCapacity events is then still listed, and its Count overstates
+// the truth by at most its Error. Approximate says whether that happened.
+type TopCounts struct {
+	Items []KeyCount `json:"items"`
+	// Total is the number of matching events.
+	Total int64 `json:"total"`
+	// Missing is how many of them had no value for the field.
+	Missing     int64 `json:"missing"`
+	Approximate bool  `json:"approximate"`
+}
+
+// topCapacity is the number of distinct values an aggregation tracks
+// exactly.
+const topCapacity = 10_000
+
+// CountByUser returns the n users with the most events matching f.
+func (s *Store) CountByUser(ctx context.Context, f Filter, n int) (TopCounts, error) {
+	return s.topBy(ctx, f, n, idxUser, func(ev *Event) string { return ev.User })
+}
+
+// CountByRiskLevel returns the number of events matching f per risk
+// level.
+func (s *Store) CountByRiskLevel(ctx context.Context, f Filter) (TopCounts, error) {
+	return s.topBy(ctx, f, topCapacity, idxRisk, func(ev *Event) string { return ev.RiskLevel })
+}
+
+// TopPaths returns the n request paths with the most events matching f.
+// Paths are counted as recorded, query string excluded.
+func (s *Store) TopPaths(ctx context.Context, f Filter, n int) (TopCounts, error) {
+	return s.topBy(ctx, f, n, -1, func(ev *Event) string { return ev.Path })
+}
+
+// topBy counts field over the matches of f, from index id when the filter
+// allows it (id < 0: never).
+func (s *Store) topBy(ctx context.Context, f Filter, n int, id indexID, field func(*Event) string) (TopCounts, error) {
+	if n <= 0 {
+		return TopCounts{}, fmt.Errorf("%w: the number of values must be positive", ErrBadFilter)
+	}
+	var out TopCounts
+	err := s.view(func(tx *bolt.Tx) error {
+		if id >= 0 && f.timeOnly() {
+			done, err := topFromIndex(ctx, tx, &f, id, n, &out)
+			if done || err != nil {
+				return err
+			}
+		}
+		c := newTopCounter(max(topCapacity, n))
+		err := forEachMatch(ctx, tx, &f, true, nil, func(_ pos, ev *Event) error {
+			out.Total++
+			if v := field(ev); v != "" {
+				c.add(v, 1, -1)
+			} else {
+				out.Missing++
+			}
+			return nil
+		})
+		for _, e := range c.top(n) {
+			out.Items = append(out.Items, KeyCount{Key: e.key, Count: e.count, Error: e.err})
+		}
+		out.Approximate = c.evicted
+		return err
+	})
+	if out.Items == nil {
+		out.Items = []KeyCount{}
+	}
+	return out, err
+}
+
+// topFromIndex fills out from index id alone, for a filter that is a time
+// range: exact, with memory for n values. It reports false when it cannot
+// (a value cut to maxIndexedValue, which would merge distinct values).
+func topFromIndex(ctx context.Context, tx *bolt.Tx, f *Filter, id indexID, n int, out *TopCounts) (bool, error) {
+	p, err := newPlan(tx, f)
+	if err != nil || p.empty {
+		return err == nil, err
+	}
+	total, err := countIndex(ctx, tx, idxTime, p.lo, p.hi, nil)
+	if err != nil {
+		return false, err
+	}
+	h := &keyCountHeap{}
+	var sum int64
+	cut := false
+	_, err = countIndex(ctx, tx, id, p.lo, p.hi, func(v []byte, count int64) {
+		if len(v) >= maxIndexedValue {
+			cut = true
+		}
+		sum += count
+		heap.Push(h, KeyCount{Key: string(v), Count: count})
+		if h.Len() > n {
+			heap.Pop(h)
+		}
+	})
+	if err != nil || cut {
+		return false, err
+	}
+	items := make([]KeyCount, h.Len())
+	for i := len(items) - 1; i >= 0; i-- {
+		items[i] = heap.Pop(h).(KeyCount)
+	}
+	*out = TopCounts{Items: items, Total: total, Missing: total - sum}
+	return true, nil
+}
+
+// countIndex counts, per value of index id, the entries with positions in
+// [lo, hi], calling fn (if not nil) for each value with a count, in value
+// order, and returns the total. It reads posting blocks only, never
+// events: one seek per value, then the blocks in the range.
+func countIndex(ctx context.Context, tx *bolt.Tx, id indexID, lo, hi pos, fn func(value []byte, count int64)) (int64, error) {
+	b, err := indexBucket(tx, id)
+	if err != nil {
+		return 0, err
+	}
+	c := b.Cursor()
+	var total int64
+	var block []pos
+	var scratch []byte
+	k, _ := c.First()
+	for n := 0; k != nil; n++ {
+		if n%256 == 0 {
+			if err := ctx.Err(); err != nil {
+				return 0, err
+			}
+		}
+		var prefix []byte
+		if !id.valueless() {
+			var ok bool
+			if prefix, ok = keyValuePrefix(k); !ok {
+				k, _ = c.Next() // not a key this package wrote
+				continue
+			}
+			prefix = bytes.Clone(prefix)
+		}
+		// From the block that holds lo (or the value's first) upwards.
+		bk, bv, first, ok := seekBlock(c, prefix, lo, &scratch)
+		if !ok {
+			bk, bv = c.Seek(prefix)
+			first, ok = blockKey(bk, prefix)
+		}
+		var count int64
+		for ok && first.cmp(hi) <= 0 {
+			if block, err = decodeBlock(block[:0], first, bv); err != nil {
+				return 0, fmt.Errorf("index %s block %x: %w", indexes[id].bucket, bk, err)
+			}
+			for _, p := range block {
+				if p.cmp(lo) >= 0 && p.cmp(hi) <= 0 {
+					count++
+				}
+			}
+			bk, bv = c.Next()
+			first, ok = blockKey(bk, prefix)
+		}
+		if count > 0 && fn != nil {
+			v, valid := unescape(prefix[:max(0, len(prefix)-1)])
+			if !valid {
+				return 0, fmt.Errorf("index %s: bad value %x", indexes[id].bucket, prefix)
+			}
+			fn(v, count)
+		}
+		total += count
+		if id.valueless() {
+			break
+		}
+		// On to the next value.
+		k, _ = c.Seek(append(prefix[:len(prefix)-1:len(prefix)-1], 1))
+	}
+	return total, nil
+}
+
+// StatusClassCounts is the number of events per class of HTTP status.
+type StatusClassCounts struct {
+	Informational int64 `json:"1xx"`
+	Success       int64 `json:"2xx"`
+	Redirection   int64 `json:"3xx"`
+	ClientError   int64 `json:"4xx"`
+	ServerError   int64 `json:"5xx"`
+	// Other counts events without a status (admin and lifecycle events,
+	// requests that got no response) or with one outside 100-599.
+	Other int64 `json:"other"`
+}
+
+func (c *StatusClassCounts) add(status int, n int64) {
+	switch status / 100 {
+	case 1:
+		c.Informational += n
+	case 2:
+		c.Success += n
+	case 3:
+		c.Redirection += n
+	case 4:
+		c.ClientError += n
+	case 5:
+		c.ServerError += n
+	default:
+		c.Other += n
+	}
+}
+
+// CountByStatusClass counts the events matching f per status class.
+func (s *Store) CountByStatusClass(ctx context.Context, f Filter) (StatusClassCounts, error) {
+	var out StatusClassCounts
+	err := s.view(func(tx *bolt.Tx) error {
+		if f.timeOnly() {
+			if err := f.validate(); err != nil {
+				return err
+			}
+			p, err := newPlan(tx, &f)
+			if err != nil || p.empty {
+				return err
+			}
+			total, err := countIndex(ctx, tx, idxTime, p.lo, p.hi, nil)
+			if err != nil {
+				return err
+			}
+			sum, err := countIndex(ctx, tx, idxStatus, p.lo, p.hi, func(v []byte, n int64) {
+				if len(v) == 2 {
+					out.add(int(v[0])<<8|int(v[1]), n)
+				}
+			})
+			out.Other += total - sum
+			return err
+		}
+		return forEachMatch(ctx, tx, &f, true, nil, func(_ pos, ev *Event) error {
+			out.add(ev.Status, 1)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// UserIPs is how many distinct client addresses one user came from.
+type UserIPs struct {
+	User        string `json:"user"`
+	DistinctIPs int    `json:"distinct_ips"`
+	Events      int64  `json:"events"`
+}
+
+// DistinctIPs is the users with the most distinct client addresses among
+// the events matching a filter, most first (ties by user).
+//
+// Distinct counting keeps at most maxUserIPPairs (user, address) pairs in
+// memory; past that, pairs not yet seen are not added, Approximate is set,
+// and DistinctIPs and Events are lower bounds for users first seen after.
+type DistinctIPs struct {
+	Users       []UserIPs `json:"users"`
+	Approximate bool      `json:"approximate"`
+}
+
+// maxUserIPPairs bounds the memory of DistinctIPsPerUser (about 100 bytes
+// per pair).
+const maxUserIPPairs = 1 << 18
+
+// DistinctIPsPerUser returns the n users with the most distinct client
+// addresses among the events matching f. Events without a user or an
+// address are not counted.
+func (s *Store) DistinctIPsPerUser(ctx context.Context, f Filter, n int) (DistinctIPs, error) {
+	if n <= 0 {
+		return DistinctIPs{}, fmt.Errorf("%w: the number of users must be positive", ErrBadFilter)
+	}
+	type userSet struct {
+		ips    map[string]struct{}
+		events int64
+	}
+	users := map[string]*userSet{}
+	pairs := 0
+	out := DistinctIPs{Users: []UserIPs{}}
+	err := s.view(func(tx *bolt.Tx) error {
+		return forEachMatch(ctx, tx, &f, true, nil, func(_ pos, ev *Event) error {
+			if ev.User == "" || ev.ClientIP == "" {
+				return nil
+			}
+			u := users[ev.User]
+			if u == nil {
+				if pairs >= maxUserIPPairs {
+					out.Approximate = true
+					return nil
+				}
+				u = &userSet{ips: map[string]struct{}{}}
+				users[ev.User] = u
+			}
+			u.events++
+			if _, seen := u.ips[ev.ClientIP]; !seen {
+				if pairs >= maxUserIPPairs {
+					out.Approximate = true
+					return nil
+				}
+				u.ips[ev.ClientIP] = struct{}{}
+				pairs++
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return DistinctIPs{}, err
+	}
+	for user, u := range users {
+		out.Users = append(out.Users, UserIPs{User: user, DistinctIPs: len(u.ips), Events: u.events})
+	}
+	slices.SortFunc(out.Users, func(a, b UserIPs) int {
+		if c := cmp.Compare(b.DistinctIPs, a.DistinctIPs); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.User, b.User)
+	})
+	out.Users = out.Users[:min(n, len(out.Users))]
+	return out, nil
+}
+
+// FailedAuthCount is one user's or address's failed authentications and
+// authorizations.
+type FailedAuthCount struct {
+	Key string `json:"key"`
+	// Status401 counts 401 Unauthorized (authentication failed) and
+	// Status403 403 Forbidden (authenticated, not allowed).
+	Status401 int64 `json:"status_401"`
+	Status403 int64 `json:"status_403"`
+	// Error bounds how many failures of this key may have been counted
+	// for another, when the report is approximate (see TopCounts).
+	Error int64 `json:"error,omitempty"`
+}
+
+// FailedAuth is the failed-authentication report: the users and client
+// addresses with the most 401 and 403 responses among the events matching
+// a filter, most first, and the totals. Memory is bounded as for
+// TopCounts; when Approximate, per-key counts are lower bounds and Error
+// says how many failures may be missing from each.
+type FailedAuth struct {
+	ByUser      []FailedAuthCount `json:"by_user"`
+	ByClientIP  []FailedAuthCount `json:"by_client_ip"`
+	Status401   int64             `json:"status_401"`
+	Status403   int64             `json:"status_403"`
+	Approximate bool              `json:"approximate"`
+}
+
+// FailedAuth counts the 401 and 403 responses among the events matching f
+// by user and by client address, n of each. Only the events with those
+// statuses are read (through the status index).
+func (s *Store) FailedAuth(ctx context.Context, f Filter, n int) (FailedAuth, error) {
+	if n <= 0 {
+		return FailedAuth{}, fmt.Errorf("%w: the number of keys must be positive", ErrBadFilter)
+	}
+	byUser, byIP := newTopCounter(max(topCapacity, n)), newTopCounter(max(topCapacity, n))
+	var out FailedAuth
+	onlyFailures := func(tx *bolt.Tx, p *plan) error {
+		b, err := indexBucket(tx, idxStatus)
+		if err != nil {
+			return err
+		}
+		u := &unionIter{}
+		for _, status := range []int{401, 403} {
+			u.parts = append(u.parts, &blockIter{c: b.Cursor(), prefix: valuePrefix(nil, idxStatus, statusValue(nil, status)), lo: p.lo})
+		}
+		p.its = append(p.its, u)
+		return nil
+	}
+	err := s.view(func(tx *bolt.Tx) error {
+		return forEachMatch(ctx, tx, &f, true, onlyFailures, func(_ pos, ev *Event) error {
+			var sub int
+			switch ev.Status {
+			case 401:
+				out.Status401++
+			case 403:
+				out.Status403++
+				sub = 1
+			default:
+				return nil
+			}
+			if ev.User != "" {
+				byUser.add(ev.User, 1, sub)
+			}
+			if ev.ClientIP != "" {
+				byIP.add(ev.ClientIP, 1, sub)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return FailedAuth{}, err
+	}
+	list := func(c *topCounter) []FailedAuthCount {
+		out := []FailedAuthCount{}
+		for _, e := range c.top(n) {
+			out = append(out, FailedAuthCount{Key: e.key, Status401: e.sub[0], Status403: e.sub[1], Error: e.err})
+		}
+		return out
+	}
+	out.ByUser, out.ByClientIP = list(byUser), list(byIP)
+	out.Approximate = byUser.evicted || byIP.evicted
+	return out, nil
+}
+
+// topCounter counts keys in bounded memory with Space-Saving (see
+// TopCounts).
+type topCounter struct {
+	capacity int
+	entries  map[string]*topEntry
+	heap     topHeap
+	evicted  bool
+}
+
+type topEntry struct {
+	key        string
+	count, err int64
+	// sub splits count in two (failed-auth 401 and 403); counted since
+	// the key was last (re)admitted.
+	sub   [2]int64
+	index int
+}
+
+func newTopCounter(capacity int) *topCounter {
+	return &topCounter{capacity: capacity, entries: map[string]*topEntry{}}
+}
+
+// add counts n for key, and for sub-count sub when sub is 0 or 1.
+func (c *topCounter) add(key string, n int64, sub int) {
+	e := c.entries[key]
+	switch {
+	case e != nil:
+		e.count += n
+	case len(c.heap) < c.capacity:
+		e = &topEntry{key: key, count: n}
+		c.entries[key] = e
+		heap.Push(&c.heap, e)
+	default:
+		// Replace the least counted key; the newcomer may have had up to
+		// that many events before, uncounted.
+		e = c.heap[0]
+		delete(c.entries, e.key)
+		c.evicted = true
+		e.key, e.err, e.sub = key, e.count, [2]int64{}
+		e.count += n
+		c.entries[key] = e
+	}
+	if sub == 0 || sub == 1 {
+		e.sub[sub] += n
+	}
+	heap.Fix(&c.heap, e.index)
+}
+
+// top returns the n most counted keys, most first, ties by key.
+func (c *topCounter) top(n int) []*topEntry {
+	all := slices.Clone(c.heap)
+	slices.SortFunc(all, func(a, b *topEntry) int {
+		if x := cmp.Compare(b.count, a.count); x != 0 {
+			return x
+		}
+		return cmp.Compare(a.key, b.key)
+	})
+	return all[:min(n, len(all))]
+}
+
+// topHeap is a min-heap of entries by count.
+type topHeap []*topEntry
+
+func (h topHeap) Len() int           { return len(h) }
+func (h topHeap) Less(i, j int) bool { return h[i].count < h[j].count }
+func (h topHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index, h[j].index = i, j
+}
+func (h *topHeap) Push(x any) {
+	e := x.(*topEntry)
+	e.index = len(*h)
+	*h = append(*h, e)
+}
+func (h *topHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return e
+}
+
+// keyCountHeap keeps the n largest counts: a min-heap, ties broken so the
+// greater key is dropped first.
+type keyCountHeap []KeyCount
+
+func (h keyCountHeap) Len() int { return len(h) }
+func (h keyCountHeap) Less(i, j int) bool {
+	if h[i].Count != h[j].Count {
+		return h[i].Count < h[j].Count
+	}
+	return h[i].Key > h[j].Key
+}
+func (h keyCountHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *keyCountHeap) Push(x any)   { *h = append(*h, x.(KeyCount)) }
+func (h *keyCountHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}

@@ -1,0 +1,187 @@
+package storage
+
+import (
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// The 1M-event benchmarks. They only run when -bench selects them, e.g.
+//
+//	go test ./storage -run '^$' -bench 'Ingest1M|QueryUser1M|Disk1M' -benchtime 1x
+//
+// Traffic comes from synth: 500 users in 50 workspaces, 2,000 addresses,
+// 30 days, mixed methods, statuses and paths, ~10% suspicious.
+const (
+	benchEvents     = 1_000_000
+	benchBatch      = 10_000
+	benchUsers      = 500
+	benchWorkspaces = 50
+	benchIPs        = 2000
+	benchSpan       = 30 * 24 * time.Hour
+)
+
+var benchStart = time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+
+// benchDB is one 1M-event database per test process, shared by the query
+// and size benchmarks so it is generated once.
+var benchDB struct {
+	once sync.Once
+	dir  string
+	path string
+	err  error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if benchDB.dir != "" {
+		_ = os.RemoveAll(benchDB.dir)
+	}
+	os.Exit(code)
+}
+
+// ingestSynth appends n synthetic events to s in batches and returns the
+// time spent inside Append (generation is not counted).
+func ingestSynth(tb testing.TB, s *Store, n, batch int, seed uint64) time.Duration {
+	tb.Helper()
+	g := newSynth(seed, benchUsers, benchWorkspaces, benchIPs, benchStart, benchSpan)
+	var spent time.Duration
+	evs := make([]*Event, 0, batch)
+	for i := 0; i < n; {
+		evs = evs[:0]
+		for ; i < n && len(evs) < batch; i++ {
+			evs = append(evs, g.event(i, n))
+		}
+		start := time.Now()
+		if err := s.Append(evs...); err != nil {
+			tb.Fatal(err)
+		}
+		spent += time.Since(start)
+	}
+	return spent
+}
+
+// openBenchDB returns the shared 1M-event store, building it on first use.
+func openBenchDB(b *testing.B) *Store {
+	b.Helper()
+	benchDB.once.Do(func() {
+		benchDB.dir, benchDB.err = os.MkdirTemp("", "audit-bench-")
+		if benchDB.err != nil {
+			return
+		}
+		benchDB.path = filepath.Join(benchDB.dir, "audit.db")
+		s, err := Open(benchDB.path, Options{})
+		if err != nil {
+			benchDB.err = err
+			return
+		}
+		ingestSynth(b, s, benchEvents, benchBatch, 1)
+		benchDB.err = s.Close()
+	})
+	if benchDB.err != nil {
+		b.Fatal(benchDB.err)
+	}
+	s, err := Open(benchDB.path, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func skipShort(b *testing.B) {
+	if testing.Short() {
+		b.Skip("1M-event benchmark skipped in -short mode")
+	}
+}
+
+// BenchmarkIngest1M appends 1M events into an empty store in batches of
+// 10,000 (what the group-commit writer does under heavy load, in bigger
+// batches) and reports events per second of Append time.
+func BenchmarkIngest1M(b *testing.B) {
+	skipShort(b)
+	var spent time.Duration
+	var size int64
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		s, err := Open(filepath.Join(b.TempDir(), "audit.db"), Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		spent += ingestSynth(b, s, benchEvents, benchBatch, uint64(i)+1)
+		b.StopTimer()
+		size = s.Size()
+		_ = s.Close()
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(benchEvents*b.N)/spent.Seconds(), "events/s")
+	b.ReportMetric(float64(size)/benchEvents, "disk-B/event")
+}
+
+// BenchmarkQueryUser1M asks for the first page of 100 events of a random
+// user over the last 30 days, the investigator's first click, and reports
+// latency percentiles over all iterations.
+func BenchmarkQueryUser1M(b *testing.B) {
+	skipShort(b)
+	s := openBenchDB(b)
+	rng := rand.New(rand.NewPCG(7, 7))
+	to := benchStart.Add(benchSpan)
+	f := Filter{From: to.Add(-30 * 24 * time.Hour), To: to}
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		f.User = synthUser(rng.IntN(benchUsers))
+		start := time.Now()
+		page, err := s.Query(f, 100, "")
+		lat = append(lat, time.Since(start))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(page.Events) != 100 {
+			b.Fatalf("user %s: %d events, want a full page", f.User, len(page.Events))
+		}
+	}
+	b.StopTimer()
+	reportPercentiles(b, lat)
+}
+
+func synthUser(u int) string {
+	return "user-" + string(rune('0'+u/100)) + string(rune('0'+u/10%10)) + string(rune('0'+u%10))
+}
+
+func reportPercentiles(b *testing.B, lat []time.Duration) {
+	slices.Sort(lat)
+	at := func(p float64) float64 {
+		return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))].Microseconds()) / 1000
+	}
+	b.ReportMetric(at(0.50), "p50-ms")
+	b.ReportMetric(at(0.95), "p95-ms")
+	b.ReportMetric(at(0.99), "p99-ms")
+}
+
+// BenchmarkDisk1M reports the file size per event of the shared database,
+// and logs where the bytes go.
+func BenchmarkDisk1M(b *testing.B) {
+	skipShort(b)
+	s := openBenchDB(b)
+	for i := 0; i < b.N; i++ {
+		_ = s.Size()
+	}
+	b.ReportMetric(float64(s.Size())/benchEvents, "disk-B/event")
+	_ = s.view(func(tx *bolt.Tx) error {
+		return tx.ForEach(func(name []byte, bk *bolt.Bucket) error {
+			st := bk.Stats()
+			b.Logf("%-16s keys %8d  %7.1f B/event allocated, %5.1f%% used", name, st.KeyN,
+				float64(st.BranchAlloc+st.LeafAlloc)/benchEvents,
+				100*float64(st.BranchInuse+st.LeafInuse)/float64(max(1, st.BranchAlloc+st.LeafAlloc)))
+			return nil
+		})
+	})
+}
