@@ -311,7 +311,11 @@ func TestVerifyDetectsFlippedByte(t *testing.T) {
 	link := rawGet(t, s, bucketChainLinks, seq)
 	link[3] ^= 0x80
 	rawPut(t, s, bucketChainLinks, seq, link)
-	wantProblem(t, verify(t, s, nil), seq, "altered")
+	rep := verify(t, s, nil)
+	wantProblem(t, rep, seq, "altered")
+	if rep.ProblemCount != 1 {
+		t.Fatalf("a changed link is one problem, not two: %s", reportJSON(rep))
+	}
 }
 
 func TestVerifyDetectsDeletedEvent(t *testing.T) {

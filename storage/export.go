@@ -624,7 +624,7 @@ func VerifyNDJSON(r io.Reader, cp *Checkpoint, pub ed25519.PublicKey) (VerifyRep
 	if cp != nil {
 		v.setCheckpoint(cp, pub)
 	}
-	br := bufio.NewReaderSize(r, 256<<10)
+	br := bufio.NewReaderSize(r, 64<<10)
 	var p lineParser
 	var buf []byte
 	var gaps gapList

@@ -128,7 +128,11 @@ type verifier struct {
 	next   uint64 // the seq expected next
 	prev   [hashSize]byte
 	prevOK bool // prev is trusted: the next event can be checked against it
-	line   int64
+	// alt is what the last event hashed to when that did not match its
+	// stored link, so that a changed link is reported once, not twice.
+	alt   [hashSize]byte
+	altOK bool
+	line  int64
 
 	cp        *Checkpoint
 	cpLink    [hashSize]byte
@@ -189,6 +193,7 @@ func (v *verifier) settle(seq uint64, link [hashSize]byte, ok bool) {
 	}
 	v.rep.LastSeq = seq
 	v.prev, v.prevOK, v.next = link, ok, seq+1
+	v.altOK = false
 	if v.cp != nil && seq == v.cp.Seq {
 		v.cpReached = true
 		v.cpMatch = link == v.cpLink
@@ -249,20 +254,31 @@ func (v *verifier) event(seq uint64, r *record) {
 	}
 	computed := chainLink(v.h, v.prev[:], seq, r.commit, r.chained)
 	link, ok := computed, v.prevOK
+	alt, altOK := v.alt, v.altOK
+	mismatch := false
 	switch {
 	case r.link == nil:
 		v.problem(seq, "unchained", fmt.Sprintf("event seq %d has no link", seq))
 	case !v.prevOK:
 		copy(link[:], r.link) // after a gap: nothing to check it against
 		ok = true
-	case !bytes.Equal(computed[:], r.link):
+	case bytes.Equal(computed[:], r.link):
+	case altOK && chainLink(v.h, alt[:], seq, r.commit, r.chained) == [hashSize]byte(r.link):
+		// The previous event was reported altered, and it was its stored
+		// link that changed: this event chains from what it hashes to.
+		copy(link[:], r.link)
+	default:
 		v.problem(seq, "altered", fmt.Sprintf("event seq %d does not hash to its link: a non-personal field, its commitment or its link changed", seq))
 		copy(link[:], r.link)
+		mismatch = true
 	}
 	if refs, found := v.pending[seq]; found {
 		v.checkErasure(seq, r.chained, refs)
 	}
 	v.settle(seq, link, ok)
+	if mismatch {
+		v.alt, v.altOK = computed, true
+	}
 }
 
 // checkErasure matches the erased events that name seq against the record
