@@ -1,10 +1,208 @@
 package storage
 
 import (
+	"encoding/binary"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
+
+// The stored form of an event (the value under its seq in the events
+// bucket) is an envelope that keeps the bytes the integrity chain hashed
+// verbatim, so verification and export never decode JSON:
+//
+//	0xCA                      format marker (a schema-1 record starts with '{')
+//	flags                     1 byte; flagErased once EraseSubject ran
+//	uvarint seq               the seq the record was linked at
+//	commit                    32 bytes: SHA-256(salt || personal)
+//	uvarint len, chained      JSON of the non-personal fields (chainedFields)
+//	uvarint len, personal     JSON of the personal fields (personalFields)
+//	salt                      16 random bytes, or when erased:
+//	uvarint erased_by         seq of the chained subject_erased record
+//
+// The chain hashes seq, commit and chained; personal is bound to it only
+// through commit, so erasure can rewrite personal and drop the salt without
+// breaking the chain.
+const (
+	envelopeV1 = 0xCA
+	flagErased = 1
+	saltSize   = 16
+	hashSize   = 32
+)
+
+var errMalformed = errors.New("malformed event record")
+
+// envelope is a parsed stored record. Its slices alias the bytes it was
+// parsed from, which bbolt owns only for the life of the transaction.
+type envelope struct {
+	flags    byte
+	seq      uint64
+	commit   []byte
+	chained  []byte
+	personal []byte
+	salt     []byte // nil when erased
+	erasedBy uint64
+}
+
+func (e *envelope) erased() bool { return e.flags&flagErased != 0 }
+
+// parseEnvelope splits a stored record without copying or decoding JSON.
+// It fails, never panics, on any input.
+func parseEnvelope(val []byte) (envelope, error) {
+	var e envelope
+	if len(val) < 2 || val[0] != envelopeV1 || val[1]&^flagErased != 0 {
+		return e, errMalformed
+	}
+	e.flags = val[1]
+	rest := val[2:]
+	var ok bool
+	if e.seq, rest, ok = uvarint(rest); !ok || len(rest) < hashSize {
+		return e, errMalformed
+	}
+	e.commit, rest = rest[:hashSize], rest[hashSize:]
+	if e.chained, rest, ok = lenPrefixed(rest); !ok {
+		return e, errMalformed
+	}
+	if e.personal, rest, ok = lenPrefixed(rest); !ok {
+		return e, errMalformed
+	}
+	if e.erased() {
+		if e.erasedBy, rest, ok = uvarint(rest); !ok || len(rest) != 0 {
+			return e, errMalformed
+		}
+		return e, nil
+	}
+	if len(rest) != saltSize {
+		return e, errMalformed
+	}
+	e.salt = rest
+	return e, nil
+}
+
+func uvarint(b []byte) (uint64, []byte, bool) {
+	v, n := binary.Uvarint(b)
+	if n <= 0 {
+		return 0, nil, false
+	}
+	return v, b[n:], true
+}
+
+func lenPrefixed(b []byte) (field, rest []byte, ok bool) {
+	n, rest, ok := uvarint(b)
+	if !ok || n > uint64(len(rest)) {
+		return nil, nil, false
+	}
+	return rest[:n], rest[n:], true
+}
+
+// appendEnvelope appends the stored form of e to dst.
+func appendEnvelope(dst []byte, e *envelope) []byte {
+	dst = append(dst, envelopeV1, e.flags)
+	dst = binary.AppendUvarint(dst, e.seq)
+	dst = append(dst, e.commit...)
+	dst = binary.AppendUvarint(dst, uint64(len(e.chained)))
+	dst = append(dst, e.chained...)
+	dst = binary.AppendUvarint(dst, uint64(len(e.personal)))
+	dst = append(dst, e.personal...)
+	if e.erased() {
+		return binary.AppendUvarint(dst, e.erasedBy)
+	}
+	return append(dst, e.salt...)
+}
+
+func (e *envelope) size() int {
+	return 2 + 3*binary.MaxVarintLen64 + hashSize + len(e.chained) + len(e.personal) + saltSize
+}
+
+// chainedFields are the fields the integrity chain hashes: everything an
+// auditor must be able to trust and that does not identify a person. The
+// field order is the canonical order of the chained JSON (exports and
+// VerifyNDJSON rebuild it from this struct), so never reorder or retag
+// fields; add new ones at the end, or in personalFields.
+//
+// Fields that stay here although they may touch a person, and why:
+//   - path and details are the "what" of the record (PCI DSS 10.2.2) and
+//     what an auditor looks at first; identifiers must not be put there in
+//     clear (the redaction policy rewrites paths, admin events should name
+//     subjects by HMAC token), because erasure cannot reach them.
+//   - user_source and user_verified say how identity was established, not
+//     who it was.
+//   - risk_factors carry rule names and fixed labels, not request content.
+type chainedFields struct {
+	ID            string         `json:"id"`
+	Time          time.Time      `json:"time"`
+	Kind          string         `json:"kind"`
+	Stage         string         `json:"stage,omitempty"`
+	Action        string         `json:"action,omitempty"`
+	Level         string         `json:"level,omitempty"`
+	RequestID     string         `json:"request_id,omitempty"`
+	Method        string         `json:"method,omitempty"`
+	Scheme        string         `json:"scheme,omitempty"`
+	Host          string         `json:"host,omitempty"`
+	Path          string         `json:"path,omitempty"`
+	Proto         string         `json:"proto,omitempty"`
+	Status        int            `json:"status,omitempty"`
+	Outcome       string         `json:"outcome,omitempty"`
+	DurationNS    int64          `json:"duration_ns,omitempty"`
+	TTFBNS        int64          `json:"ttfb_ns,omitempty"`
+	BytesIn       int64          `json:"bytes_in,omitempty"`
+	BytesOut      int64          `json:"bytes_out,omitempty"`
+	TLSVersion    string         `json:"tls_version,omitempty"`
+	TLSCipher     string         `json:"tls_cipher,omitempty"`
+	UserSource    string         `json:"user_source,omitempty"`
+	UserVerified  bool           `json:"user_verified"`
+	Workspace     string         `json:"workspace,omitempty"`
+	UpstreamError string         `json:"upstream_error,omitempty"`
+	RiskScore     int            `json:"risk_score"`
+	RiskLevel     string         `json:"risk_level,omitempty"`
+	RiskFactors   []RiskFactor   `json:"risk_factors,omitempty"`
+	Suspicious    bool           `json:"suspicious"`
+	Details       map[string]any `json:"details,omitempty"`
+}
+
+// personalFields identify or profile a person (GDPR Art. 4(1)): they are
+// chained only through a salted commitment, so EraseSubject can replace
+// them. User comes first: EraseSubject finds a subject's records by the
+// prefix {"user":"..." without decoding. The query string and headers are
+// here because they routinely carry e-mail addresses, names and device
+// identifiers even after secrets are HMACed; the port because with the IP
+// and time it singles out one device behind a NAT.
+type personalFields struct {
+	User            string              `json:"user,omitempty"`
+	ClientIP        string              `json:"client_ip,omitempty"`
+	ClientPort      int                 `json:"client_port,omitempty"`
+	ForwardedFor    []string            `json:"forwarded_for_untrusted,omitempty"`
+	UserAgent       string              `json:"user_agent,omitempty"`
+	Referer         string              `json:"referer,omitempty"`
+	Query           string              `json:"query,omitempty"`
+	RequestHeaders  map[string][]string `json:"request_headers,omitempty"`
+	ResponseHeaders map[string][]string `json:"response_headers,omitempty"`
+}
+
+func chainedOf(ev *Event) chainedFields {
+	return chainedFields{
+		ID: ev.ID, Time: ev.Time, Kind: ev.Kind, Stage: ev.Stage, Action: ev.Action,
+		Level: ev.Level, RequestID: ev.RequestID, Method: ev.Method, Scheme: ev.Scheme,
+		Host: ev.Host, Path: ev.Path, Proto: ev.Proto, Status: ev.Status,
+		Outcome: ev.Outcome, DurationNS: ev.DurationNS, TTFBNS: ev.TTFBNS,
+		BytesIn: ev.BytesIn, BytesOut: ev.BytesOut, TLSVersion: ev.TLSVersion,
+		TLSCipher: ev.TLSCipher, UserSource: ev.UserSource, UserVerified: ev.UserVerified,
+		Workspace: ev.Workspace, UpstreamError: ev.UpstreamError, RiskScore: ev.RiskScore,
+		RiskLevel: ev.RiskLevel, RiskFactors: ev.RiskFactors, Suspicious: ev.Suspicious,
+		Details: ev.Details,
+	}
+}
+
+func personalOf(ev *Event) personalFields {
+	return personalFields{
+		User: ev.User, ClientIP: ev.ClientIP, ClientPort: ev.ClientPort,
+		ForwardedFor: ev.ForwardedFor, UserAgent: ev.UserAgent, Referer: ev.Referer,
+		Query: ev.Query, RequestHeaders: ev.RequestHeaders, ResponseHeaders: ev.ResponseHeaders,
+	}
+}
 
 // putEvent stores a new event whose Seq is assigned: links it into the
 // integrity chain, encodes it and indexes it, all in tx.
@@ -13,17 +211,57 @@ func putEvent(tx *bolt.Tx, ev *Event) error {
 		return err
 	}
 	val, err := encodeEvent(ev)
+	ev.linked = nil // the parts are in val now; keep ev comparable to a decoded copy
 	if err != nil {
 		return err
 	}
-	if err := tx.Bucket(bucketEvents).Put(u64(ev.Seq), val); err != nil {
+	b := tx.Bucket(bucketEvents)
+	// Keys only ever grow: full pages instead of half-empty ones after
+	// splits make the file about a third smaller.
+	b.FillPercent = 0.95
+	if err := b.Put(u64(ev.Seq), val); err != nil {
 		return err
 	}
 	return indexEvent(tx, ev)
 }
 
-// encodeEvent is the stored form of an event.
-func encodeEvent(ev *Event) ([]byte, error) { return json.Marshal(ev) }
+var errUnlinked = errors.New("event was not linked into the integrity chain; store new events with putEvent")
 
-// decodeEvent reads what encodeEvent wrote.
-func decodeEvent(val []byte, ev *Event) error { return json.Unmarshal(val, ev) }
+// encodeEvent is the stored form of an event that chainEvent linked (putEvent
+// calls both). A decoded event cannot be re-encoded: re-marshalling its
+// fields need not reproduce the bytes the chain hashed (map key order of
+// values in Details, number formats), so rewriting records works on the
+// envelope instead (see EraseSubject).
+func encodeEvent(ev *Event) ([]byte, error) {
+	l := ev.linked
+	if l == nil {
+		return nil, errUnlinked
+	}
+	e := envelope{seq: ev.Seq, commit: l.commit[:], chained: l.chained, personal: l.personal, salt: l.salt[:]}
+	return appendEnvelope(make([]byte, 0, e.size()), &e), nil
+}
+
+// decodeEvent reads what encodeEvent wrote, and schema-1 records (the Event
+// as JSON) not yet upgraded. It fails, never panics, on any input.
+func decodeEvent(val []byte, ev *Event) error {
+	*ev = Event{}
+	if len(val) > 0 && val[0] == '{' {
+		return json.Unmarshal(val, ev)
+	}
+	e, err := parseEnvelope(val)
+	if err != nil {
+		return err
+	}
+	// Both parts decode into ev directly: their keys are Event's own JSON
+	// names, and they do not overlap.
+	if err := json.Unmarshal(e.chained, ev); err != nil {
+		return fmt.Errorf("%w: chained part: %v", errMalformed, err)
+	}
+	if err := json.Unmarshal(e.personal, ev); err != nil {
+		return fmt.Errorf("%w: personal part: %v", errMalformed, err)
+	}
+	ev.Seq = e.seq
+	ev.Erased = e.erased()
+	ev.linked = nil
+	return nil
+}

@@ -91,6 +91,15 @@ type Event struct {
 
 	// Details carries what lifecycle and admin events need to say.
 	Details map[string]any `json:"details,omitempty"`
+
+	// Erased is true once the event's personal fields were replaced by
+	// pseudonyms for a data subject's erasure request (Store.EraseSubject).
+	// It is set by the store, never by the caller.
+	Erased bool `json:"erased,omitempty"`
+
+	// linked holds what chainEvent computed for encodeEvent; nil outside
+	// putEvent, so stored and decoded events compare equal.
+	linked *linkedParts
 }
 
 // RiskFactor is one reason an event scored what it did.

@@ -52,12 +52,18 @@ type Options struct {
 	// MaxSize caps the file size in bytes; writes that would grow the file
 	// past it fail with ErrFull. 0 means no cap.
 	MaxSize int64
+	// CheckpointKeyPath is the Ed25519 key that signs checkpoints of the
+	// integrity chain, created (0600) on first open. Keep it under the data
+	// directory, next to the database. Empty disables checkpoints
+	// (Checkpoint returns ErrCheckpointsDisabled).
+	CheckpointKeyPath string
 }
 
 // Store is an open audit database. It is safe for concurrent use.
 type Store struct {
 	db   *bolt.DB
 	path string
+	cp   checkpointer
 }
 
 // Open opens or creates the database at path, creating its directory
@@ -89,6 +95,10 @@ func Open(path string, opts Options) (*Store, error) {
 	}
 	s := &Store{db: db, path: path}
 	if err := s.init(); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	if err := s.openChain(opts); err != nil {
 		_ = db.Close()
 		return nil, err
 	}

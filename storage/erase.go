@@ -1,0 +1,238 @@
+package storage
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+const (
+	// eraseBatch bounds the events one erasure transaction rewrites, so
+	// the writer never waits long and the erasure record stays small.
+	eraseBatch = 128
+	// eraseScan bounds the records one read transaction scans for them.
+	eraseScan = 1 << 16
+)
+
+// EraseSubject pseudonymizes every stored event of user, for a data
+// subject's erasure request (GDPR Art. 17), and returns how many it
+// rewrote. For each personal field (see personalFields) with a value it
+// calls pseudonym(field, value) and stores the result instead; "" or a nil
+// pseudonym deletes the value. Header values are passed with field
+// "request_headers.<Name>" or "response_headers.<Name>", the forwarded
+// chain one element at a time, and the port as decimal text (a result
+// that is not a port number deletes it).
+//
+// The chain stays verifiable: it holds only a salted commitment of the
+// personal fields, and EraseSubject deletes the salt, so the old values
+// can no longer be confirmed from the commitment. Each small transaction
+// also appends a chained subject_erased lifecycle event listing the seqs it
+// rewrote with a hash of their new personal fields (never the user), so
+// marking an event erased cannot be used to hide a change to it. Events are
+// found by their user field only; other events that mention the subject
+// (in paths or in an admin's query details) are not touched. Events
+// appended after the call started are not either.
+func (s *Store) EraseSubject(user string, pseudonym func(field, value string) string) (int, error) {
+	if user == "" {
+		return 0, errors.New("erasing a data subject needs a user")
+	}
+	q, err := json.Marshal(user)
+	if err != nil {
+		return 0, err
+	}
+	// The personal JSON starts with the user field, as encoding/json wrote it.
+	needle := append([]byte(`{"user":`), q...)
+	var bound uint64
+	if err := s.view(func(tx *bolt.Tx) error {
+		if k, _ := tx.Bucket(bucketEvents).Cursor().Last(); len(k) == 8 {
+			bound = binary.BigEndian.Uint64(k)
+		}
+		return nil
+	}); err != nil {
+		return 0, err
+	}
+	total := 0
+	for next := uint64(1); next <= bound; {
+		var batch []uint64
+		if err := s.view(func(tx *bolt.Tx) error {
+			c := tx.Bucket(bucketEvents).Cursor()
+			scanned := 0
+			k, v := c.Seek(u64(next))
+			for ; k != nil && scanned < eraseScan && len(batch) < eraseBatch; k, v = c.Next() {
+				if len(k) != 8 {
+					continue // damage, for Verify to report
+				}
+				scanned++
+				seq := binary.BigEndian.Uint64(k)
+				if seq > bound {
+					break
+				}
+				if subjectMatch(v, needle) {
+					batch = append(batch, seq)
+				}
+				next = seq + 1
+			}
+			if k == nil || len(k) == 8 && binary.BigEndian.Uint64(k) > bound {
+				next = bound + 1 // nothing left to scan
+			}
+			return nil
+		}); err != nil {
+			return total, err
+		}
+		if len(batch) == 0 {
+			continue
+		}
+		n, err := s.eraseEvents(batch, needle, pseudonym)
+		total += n
+		if err != nil {
+			return total, fmt.Errorf("erasing data subject: %w", err)
+		}
+	}
+	return total, nil
+}
+
+// subjectMatch reports whether val is a record of the subject not yet erased.
+func subjectMatch(val, needle []byte) bool {
+	e, err := parseEnvelope(val)
+	if err != nil || e.erased() {
+		return false
+	}
+	p := e.personal
+	return len(p) > len(needle) && bytes.HasPrefix(p, needle) && (p[len(needle)] == ',' || p[len(needle)] == '}')
+}
+
+// eraseEvents rewrites the subject's events among seqs, and chains the
+// record that vouches for them, in one transaction.
+func (s *Store) eraseEvents(seqs []uint64, needle []byte, pseudonym func(field, value string) string) (int, error) {
+	type rewrite struct {
+		env      envelope
+		old, new Event
+	}
+	n := 0
+	err := s.update(func(tx *bolt.Tx) error {
+		events := tx.Bucket(bucketEvents)
+		var rws []rewrite
+		var entries []erasureEntry
+		for _, seq := range seqs {
+			val := events.Get(u64(seq))
+			if !subjectMatch(val, needle) {
+				continue // changed since the scan
+			}
+			e, err := parseEnvelope(val)
+			if err != nil {
+				return err
+			}
+			rw := rewrite{env: envelope{
+				flags: e.flags | flagErased, seq: e.seq,
+				// Copies: val belongs to bbolt, and the chained bytes must
+				// survive byte for byte.
+				commit: bytes.Clone(e.commit), chained: bytes.Clone(e.chained),
+			}}
+			if err := decodeEvent(val, &rw.old); err != nil {
+				return fmt.Errorf("decoding event seq %d: %w", seq, err)
+			}
+			rw.new = pseudonymize(rw.old, pseudonym)
+			pf := personalOf(&rw.new)
+			if rw.env.personal, err = json.Marshal(&pf); err != nil {
+				return err
+			}
+			sum := sha256.Sum256(rw.env.personal)
+			entries = append(entries, erasureEntry{Seq: seq, PersonalSHA256: hex.EncodeToString(sum[:])})
+			rws = append(rws, rw)
+		}
+		if len(rws) == 0 {
+			return nil // no seq taken: an unused one would look like a deletion
+		}
+		recSeq, err := events.NextSequence()
+		if err != nil {
+			return err
+		}
+		now := time.Now().UTC()
+		rec := &Event{
+			ID: NewID(now), Seq: recSeq, Time: now, Kind: KindLifecycle, Action: actionSubjectErased,
+			Details: map[string]any{"erased_events": len(entries), "erased": entries},
+		}
+		if err := putEvent(tx, rec); err != nil {
+			return fmt.Errorf("recording the erasure: %w", err)
+		}
+		for i := range rws {
+			rw := &rws[i]
+			rw.env.erasedBy = recSeq
+			if err := unindexEvent(tx, &rw.old); err != nil {
+				return err
+			}
+			if err := events.Put(u64(rw.env.seq), appendEnvelope(make([]byte, 0, rw.env.size()), &rw.env)); err != nil {
+				return err
+			}
+			if err := indexEvent(tx, &rw.new); err != nil {
+				return err
+			}
+		}
+		n = len(rws)
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// pseudonymize returns ev with its personal fields replaced; maps and
+// slices are new, so ev's are untouched.
+func pseudonymize(ev Event, fn func(field, value string) string) Event {
+	p := func(field, v string) string {
+		if v == "" || fn == nil {
+			return ""
+		}
+		return fn(field, v)
+	}
+	ev.User = p("user", ev.User)
+	ev.ClientIP = p("client_ip", ev.ClientIP)
+	if ev.ClientPort != 0 {
+		port, err := strconv.Atoi(p("client_port", strconv.Itoa(ev.ClientPort)))
+		if err != nil || port < 0 || port > 65535 {
+			port = 0
+		}
+		ev.ClientPort = port
+	}
+	var ff []string
+	for _, v := range ev.ForwardedFor {
+		if nv := p("forwarded_for_untrusted", v); nv != "" {
+			ff = append(ff, nv)
+		}
+	}
+	ev.ForwardedFor = ff
+	ev.UserAgent = p("user_agent", ev.UserAgent)
+	ev.Referer = p("referer", ev.Referer)
+	ev.Query = p("query", ev.Query)
+	headers := func(prefix string, h map[string][]string) map[string][]string {
+		var out map[string][]string
+		for name, vals := range h {
+			var nvs []string
+			for _, v := range vals {
+				if nv := p(prefix+name, v); nv != "" {
+					nvs = append(nvs, nv)
+				}
+			}
+			if len(nvs) > 0 {
+				if out == nil {
+					out = make(map[string][]string, len(h))
+				}
+				out[name] = nvs
+			}
+		}
+		return out
+	}
+	ev.RequestHeaders = headers("request_headers.", ev.RequestHeaders)
+	ev.ResponseHeaders = headers("response_headers.", ev.ResponseHeaders)
+	ev.Erased = true
+	return ev
+}
