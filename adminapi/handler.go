@@ -32,6 +32,9 @@ type Config struct {
 	// Logger receives server-side failures (store errors, dropped audit
 	// events). Nil discards them.
 	Logger *slog.Logger
+	// OnVerify is told the outcome of every verification run through the
+	// API, for metrics. Nil means nobody listens.
+	OnVerify func(storage.VerifyReport)
 	// Now is the clock for key expiry and event times; tests replace it.
 	// Nil means time.Now.
 	Now func() time.Time
@@ -52,6 +55,7 @@ type api struct {
 	log      *slog.Logger
 	now      func() time.Time
 	touches  touchLimiter
+	onVerify func(storage.VerifyReport)
 	mux      *http.ServeMux
 }
 
@@ -71,6 +75,7 @@ func New(cfg Config) (http.Handler, error) {
 		recorder: cfg.Recorder,
 		log:      cfg.Logger,
 		now:      cfg.Now,
+		onVerify: cfg.OnVerify,
 		touches:  touchLimiter{last: make(map[string]time.Time)},
 		mux:      http.NewServeMux(),
 	}
@@ -84,7 +89,10 @@ func New(cfg Config) (http.Handler, error) {
 	routes := []route{
 		{http.MethodGet, "/healthz", http.HandlerFunc(healthz)},
 		{http.MethodGet, "/api/v1/events", a.authenticate(a.require(permEventsRead, a.searchEvents))},
+		{http.MethodGet, "/api/v1/events/export", a.authenticate(a.require(permEventsExport, a.exportEvents))},
 		{http.MethodGet, "/api/v1/backup", a.authenticate(a.require(permBackupRead, a.backup))},
+		{http.MethodGet, "/api/v1/integrity/checkpoint", a.authenticate(a.require(permIntegrityVerify, a.latestCheckpoint))},
+		{http.MethodPost, "/api/v1/integrity/verify", a.authenticate(a.require(permIntegrityVerify, a.verify))},
 	}
 	if cfg.Metrics != nil {
 		routes = append(routes, route{http.MethodGet, "/metrics", cfg.Metrics})

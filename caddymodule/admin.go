@@ -48,6 +48,7 @@ func (h *AdminHandler) Provision(ctx caddy.Context) error {
 		Recorder: app.pipe.writer,
 		Metrics:  promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
 		Logger:   ctx.Slogger(),
+		OnVerify: observeVerification,
 	})
 	return err
 }

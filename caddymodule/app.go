@@ -12,6 +12,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
+
+	"github.com/caddy-audit/caddy-audit/storage"
 )
 
 func init() {
@@ -46,10 +48,27 @@ type App struct {
 	// database file. Default 5s.
 	LockTimeout caddy.Duration `json:"lock_timeout,omitempty"`
 
-	dbPath, keyPath string
-	pipe            *pipeline
-	reloaded        bool
-	logger          *zap.Logger
+	// RetentionDays keeps events that many days, in workspaces that set no
+	// retention of their own; 0 (the default) keeps them forever.
+	RetentionDays int `json:"retention_days,omitempty"`
+
+	// RetentionFloorDays is the least any workspace keeps, whatever its
+	// own setting: a compliance minimum such as PCI DSS's 365 days.
+	RetentionFloorDays int `json:"retention_floor_days,omitempty"`
+
+	// RetentionInterval is how often retention runs. Default 1h.
+	RetentionInterval caddy.Duration `json:"retention_interval,omitempty"`
+
+	// CheckpointInterval is how often the integrity chain's head is signed
+	// (checkpoint.key under data_dir); a checkpoint is also made at
+	// shutdown. Default 10m. Copy checkpoints off the host (GET
+	// /api/v1/integrity/checkpoint) to detect rollbacks.
+	CheckpointInterval caddy.Duration `json:"checkpoint_interval,omitempty"`
+
+	dbPath, keyPath, checkpointKeyPath string
+	pipe                               *pipeline
+	reloaded                           bool
+	logger                             *zap.Logger
 }
 
 // CaddyModule returns the Caddy module information.
@@ -73,8 +92,15 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.DataDir, err = filepath.Abs(dir); err != nil {
 		return fmt.Errorf("data_dir: %w", err)
 	}
-	if a.QueueSize < 0 || a.MaxBatch < 0 || a.MaxDBSize < 0 || a.LockTimeout < 0 {
-		return fmt.Errorf("queue_size, max_batch, max_db_size and lock_timeout must not be negative")
+	if a.QueueSize < 0 || a.MaxBatch < 0 || a.MaxDBSize < 0 || a.LockTimeout < 0 ||
+		a.RetentionDays < 0 || a.RetentionFloorDays < 0 || a.RetentionInterval < 0 || a.CheckpointInterval < 0 {
+		return fmt.Errorf("sizes, counts, days and durations of the audit app must not be negative")
+	}
+	if a.RetentionInterval == 0 {
+		a.RetentionInterval = caddy.Duration(time.Hour)
+	}
+	if a.CheckpointInterval == 0 {
+		a.CheckpointInterval = caddy.Duration(10 * time.Minute)
 	}
 	if a.QueueSize == 0 {
 		a.QueueSize = 8192
@@ -87,6 +113,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	a.dbPath = filepath.Join(a.DataDir, "audit.db")
 	a.keyPath = filepath.Join(a.DataDir, "hmac.key")
+	a.checkpointKeyPath = filepath.Join(a.DataDir, "checkpoint.key")
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return err
 	}
@@ -98,12 +125,23 @@ func (a *App) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// Start records a reload; the first start is recorded by the pipeline.
+// Start records a reload (the first start is recorded by the pipeline)
+// and hands this config's retention and checkpoint settings to the
+// pipeline's maintenance loop.
 func (a *App) Start() error {
 	if a.reloaded {
 		a.pipe.lifecycle("config_reloaded", nil)
 	}
+	a.pipe.maintenance.configure(a.maintenanceSettings())
 	return nil
+}
+
+func (a *App) maintenanceSettings() maintenanceSettings {
+	return maintenanceSettings{
+		retention:       storage.RetentionPolicy{DefaultDays: a.RetentionDays, FloorDays: a.RetentionFloorDays},
+		retentionEvery:  time.Duration(a.RetentionInterval),
+		checkpointEvery: time.Duration(a.CheckpointInterval),
+	}
 }
 
 // Stop does nothing: the pipeline outlives this config when the next one

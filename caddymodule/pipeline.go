@@ -25,6 +25,8 @@ type pipeline struct {
 	writer *storage.Writer
 	key    []byte // HMAC key for redaction
 	logger *zap.Logger
+
+	maintenance *maintenance
 }
 
 // loadPipeline returns the pipeline for the app's database, opening it on
@@ -51,8 +53,9 @@ func openPipeline(a *App) (*pipeline, error) {
 		return nil, err
 	}
 	store, err := storage.Open(a.dbPath, storage.Options{
-		LockTimeout: time.Duration(a.LockTimeout),
-		MaxSize:     int64(a.MaxDBSize),
+		LockTimeout:       time.Duration(a.LockTimeout),
+		MaxSize:           int64(a.MaxDBSize),
+		CheckpointKeyPath: a.checkpointKeyPath,
 	})
 	if err != nil {
 		metrics.openErrors.WithLabelValues(storage.ErrorKind(err)).Inc()
@@ -69,6 +72,7 @@ func openPipeline(a *App) (*pipeline, error) {
 		},
 	})
 	p := &pipeline{store: store, writer: w, key: key, logger: logger}
+	p.maintenance = startMaintenance(store, logger, a.maintenanceSettings())
 
 	bootstrapPath := filepath.Join(a.DataDir, "bootstrap-admin.key")
 	created, err := adminapi.Bootstrap(store, bootstrapPath)
@@ -99,6 +103,8 @@ func (p *pipeline) lifecycle(action string, details map[string]any) {
 func (p *pipeline) Destruct() error {
 	p.lifecycle("audit_stopped", nil)
 	p.writer.Close()
+	// After the last event: the final checkpoint covers the whole trail.
+	p.maintenance.stop()
 	err := p.store.Close()
 	p.logger.Info("audit store closed", zap.String("db", p.store.Path()), zap.Error(err))
 	return err

@@ -26,7 +26,7 @@ const maxPurgeBatch = 10000
 // events were removed, including when it stops early with an error.
 //
 // Purge applies no policy: retention periods and legal holds are the
-// caller's. Each deleted event first goes through tombstoneEvent.
+// caller's. Each deleted event first leaves a tombstone in the integrity chain.
 func (s *Store) Purge(ctx context.Context, before time.Time, workspace string, batch int) (removed int, err error) {
 	if batch <= 0 {
 		batch = DefaultPurgeBatch
@@ -99,7 +99,7 @@ collect:
 			ib.drop(idxWorkspace, []byte(workspace), p)
 			continue
 		}
-		if err := tombstoneEvent(tx, ev); err != nil {
+		if err := chainTombstone(tx, ev); err != nil {
 			return n, len(todo), err
 		}
 		if err := unindexEvent(tx, ev); err != nil {
@@ -113,10 +113,10 @@ collect:
 	return n, len(todo), ib.flush()
 }
 
-// Workspaces returns every workspace that has events, in byte order; ""
+// EventWorkspaces returns every workspace that has events, in byte order; ""
 // stands for events recorded without one. Retention uses it to apply each
 // workspace's policy. It costs one index seek per workspace.
-func (s *Store) Workspaces() ([]string, error) {
+func (s *Store) EventWorkspaces() ([]string, error) {
 	var out []string
 	err := s.view(func(tx *bolt.Tx) error {
 		b, err := indexBucket(tx, idxWorkspace)

@@ -1,0 +1,99 @@
+package adminapi
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+
+	"github.com/caddy-audit/caddy-audit/storage"
+)
+
+// checkpointBody is GET /api/v1/integrity/checkpoint.
+type checkpointBody struct {
+	Checkpoint *storage.Checkpoint `json:"checkpoint"`
+	// PublicKey is the base64 Ed25519 key that signs checkpoints; keep a
+	// copy off the host to pin it when verifying.
+	PublicKey string `json:"public_key"`
+}
+
+// latestCheckpoint serves GET /api/v1/integrity/checkpoint: the newest
+// signed checkpoint, to copy off the host.
+func (a *api) latestCheckpoint(w http.ResponseWriter, r *http.Request) {
+	key, _ := principalFrom(r.Context())
+	pub, err := a.store.CheckpointPublicKey()
+	if errors.Is(err, storage.ErrCheckpointsDisabled) {
+		writeProblem(w, r, http.StatusNotFound, err.Error())
+		return
+	}
+	if err != nil {
+		a.storeError(w, r, "reading the checkpoint key", err)
+		return
+	}
+	body := checkpointBody{PublicKey: base64.StdEncoding.EncodeToString(pub)}
+	cp, err := a.store.LatestCheckpoint()
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		writeProblem(w, r, http.StatusNotFound, "no checkpoint has been made yet")
+		return
+	case err != nil:
+		a.storeError(w, r, "reading the latest checkpoint", err)
+		return
+	}
+	body.Checkpoint = &cp
+	a.record(r, key, "integrity.checkpoint", http.StatusOK, map[string]any{"seq": cp.Seq})
+	writeJSON(w, http.StatusOK, body)
+}
+
+// maxCheckpointBody bounds a posted checkpoint (a few hundred bytes).
+const maxCheckpointBody = 64 << 10
+
+// verify serves POST /api/v1/integrity/verify: walks the whole chain. The
+// body may hold a checkpoint kept off the host ({"checkpoint": {...}}),
+// which is what detects a rollback; without one the store's own latest
+// checkpoint is used. Problems found are in the report (200); only a
+// failure to read is an error.
+func (a *api) verify(w http.ResponseWriter, r *http.Request) {
+	key, _ := principalFrom(r.Context())
+	if key.Workspace != "" {
+		// The chain spans every workspace; its report would reveal their
+		// event counts.
+		a.forbidden(w, r, key, "this API key is scoped to a workspace; the integrity chain spans all of them")
+		return
+	}
+	var req struct {
+		Checkpoint *storage.Checkpoint `json:"checkpoint"`
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxCheckpointBody+1))
+	if err != nil {
+		writeProblem(w, r, http.StatusBadRequest, "reading the request body: "+err.Error())
+		return
+	}
+	if len(body) > maxCheckpointBody {
+		writeProblem(w, r, http.StatusRequestEntityTooLarge, "the body holds one checkpoint; it is larger than that")
+		return
+	}
+	if len(body) > 0 {
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			writeProblem(w, r, http.StatusBadRequest, "the body must be {\"checkpoint\": {...}} as GET /api/v1/integrity/checkpoint returns it: "+err.Error())
+			return
+		}
+	}
+	rep, err := a.store.Verify(r.Context(), req.Checkpoint)
+	if err != nil {
+		a.storeError(w, r, "verifying the integrity chain", err)
+		return
+	}
+	if a.onVerify != nil {
+		a.onVerify(rep)
+	}
+	a.record(r, key, "integrity.verify", http.StatusOK, map[string]any{
+		"ok": rep.OK, "events": rep.Events, "problems": rep.ProblemCount,
+		"checkpoint_seq": rep.CheckpointSeq, "checkpoint_verified": rep.CheckpointVerified,
+	})
+	writeJSON(w, http.StatusOK, rep)
+}
