@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"hash"
 
@@ -52,15 +51,14 @@ func chainEvent(tx *bolt.Tx, ev *Event) error {
 	if ev.Seq <= headSeq {
 		return fmt.Errorf("linking seq %d: the chain head is already at seq %d", ev.Seq, headSeq)
 	}
-	cf, pf := chainedOf(ev), personalOf(ev)
 	var l linkedParts
-	var err error
-	if l.chained, err = json.Marshal(&cf); err != nil {
+	buf, err := appendChained(make([]byte, 0, 1024), ev)
+	if err != nil {
 		return fmt.Errorf("encoding event %s: %w", ev.ID, err)
 	}
-	if l.personal, err = json.Marshal(&pf); err != nil {
-		return fmt.Errorf("encoding event %s: %w", ev.ID, err)
-	}
+	// Both parts share one allocation; personal starts where chained ends.
+	l.chained = buf[:len(buf):len(buf)]
+	l.personal = appendPersonal(buf[len(buf):], ev)
 	// crypto/rand, not a faster PRNG: the salt is the only thing that keeps
 	// a guessable personal part (an IP address, a user name) from being
 	// confirmed against the commitment once the record is erased.
