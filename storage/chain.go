@@ -43,8 +43,9 @@ type linkedParts struct {
 
 // chainEvent links ev, whose Seq is assigned, into the integrity chain: it
 // encodes the two parts, commits to the personal one, and records the new
-// link. The head is the last entry of chain_links, a few page reads on
-// pages the batch has in memory already.
+// link. The head is the last entry of chain_links: a cursor descent over
+// pages the batch has in memory already (about 150 ns), cheaper than
+// rewriting a separate head record for every event, and never stale.
 func chainEvent(tx *bolt.Tx, ev *Event) error {
 	links := tx.Bucket(bucketChainLinks)
 	headSeq, head := chainHead(links)
@@ -59,9 +60,9 @@ func chainEvent(tx *bolt.Tx, ev *Event) error {
 	// Both parts share one allocation; personal starts where chained ends.
 	l.chained = buf[:len(buf):len(buf)]
 	l.personal = appendPersonal(buf[len(buf):], ev)
-	// crypto/rand, not a faster PRNG: the salt is the only thing that keeps
-	// a guessable personal part (an IP address, a user name) from being
-	// confirmed against the commitment once the record is erased.
+	// crypto/rand, not a faster PRNG: once erasure deletes the salt, its
+	// unpredictability is all that keeps a guessable personal part (an IP
+	// address, a user name) from being confirmed against the commitment.
 	if _, err := rand.Read(l.salt[:]); err != nil {
 		return fmt.Errorf("reading a salt: %w", err)
 	}

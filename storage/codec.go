@@ -84,9 +84,11 @@ func parseEnvelope(val []byte) (envelope, error) {
 	return e, nil
 }
 
+// uvarint reads a minimally encoded uvarint: with one encoding per value,
+// a record has one stored form, and any changed byte changes its meaning.
 func uvarint(b []byte) (uint64, []byte, bool) {
 	v, n := binary.Uvarint(b)
-	if n <= 0 {
+	if n <= 0 || n > 1 && b[n-1] == 0 {
 		return 0, nil, false
 	}
 	return v, b[n:], true

@@ -26,6 +26,7 @@ func FuzzDecodeEvent(f *testing.F) {
 	f.Add([]byte(`{"id":"x","seq":1}`))
 	f.Add([]byte{envelopeV1})
 	f.Add([]byte{envelopeV1, 0, 1})
+	f.Add(append([]byte{envelopeV1, 0, 0x81, 0x00}, make([]byte, 40)...)) // a non-minimal seq
 	f.Fuzz(func(t *testing.T, val []byte) {
 		var ev Event
 		_ = decodeEvent(val, &ev)
