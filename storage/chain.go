@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"hash"
 
@@ -44,26 +43,26 @@ type linkedParts struct {
 
 // chainEvent links ev, whose Seq is assigned, into the integrity chain: it
 // encodes the two parts, commits to the personal one, and records the new
-// link. The head is the last entry of chain_links, a few page reads on
-// pages the batch has in memory already.
+// link. The head is the last entry of chain_links: a cursor descent over
+// pages the batch has in memory already (about 150 ns), cheaper than
+// rewriting a separate head record for every event, and never stale.
 func chainEvent(tx *bolt.Tx, ev *Event) error {
 	links := tx.Bucket(bucketChainLinks)
 	headSeq, head := chainHead(links)
 	if ev.Seq <= headSeq {
 		return fmt.Errorf("linking seq %d: the chain head is already at seq %d", ev.Seq, headSeq)
 	}
-	cf, pf := chainedOf(ev), personalOf(ev)
 	var l linkedParts
-	var err error
-	if l.chained, err = json.Marshal(&cf); err != nil {
+	buf, err := appendChained(make([]byte, 0, 1024), ev)
+	if err != nil {
 		return fmt.Errorf("encoding event %s: %w", ev.ID, err)
 	}
-	if l.personal, err = json.Marshal(&pf); err != nil {
-		return fmt.Errorf("encoding event %s: %w", ev.ID, err)
-	}
-	// crypto/rand, not a faster PRNG: the salt is the only thing that keeps
-	// a guessable personal part (an IP address, a user name) from being
-	// confirmed against the commitment once the record is erased.
+	// Both parts share one allocation; personal starts where chained ends.
+	l.chained = buf[:len(buf):len(buf)]
+	l.personal = appendPersonal(buf[len(buf):], ev)
+	// crypto/rand, not a faster PRNG: once erasure deletes the salt, its
+	// unpredictability is all that keeps a guessable personal part (an IP
+	// address, a user name) from being confirmed against the commitment.
 	if _, err := rand.Read(l.salt[:]); err != nil {
 		return fmt.Errorf("reading a salt: %w", err)
 	}

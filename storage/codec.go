@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -82,9 +84,11 @@ func parseEnvelope(val []byte) (envelope, error) {
 	return e, nil
 }
 
+// uvarint reads a minimally encoded uvarint: with one encoding per value,
+// a record has one stored form, and any changed byte changes its meaning.
 func uvarint(b []byte) (uint64, []byte, bool) {
 	v, n := binary.Uvarint(b)
-	if n <= 0 {
+	if n <= 0 || n > 1 && b[n-1] == 0 {
 		return 0, nil, false
 	}
 	return v, b[n:], true
@@ -202,6 +206,177 @@ func personalOf(ev *Event) personalFields {
 		ForwardedFor: ev.ForwardedFor, UserAgent: ev.UserAgent, Referer: ev.Referer,
 		Query: ev.Query, RequestHeaders: ev.RequestHeaders, ResponseHeaders: ev.ResponseHeaders,
 	}
+}
+
+// appendChained appends the JSON of ev's chained fields, byte for byte what
+// encoding/json makes of chainedFields (a test holds it to that), four
+// times faster: encoding is most of the chain's share of ingest.
+func appendChained(dst []byte, ev *Event) ([]byte, error) {
+	w := jsonWriter{b: append(dst, '{')}
+	w.str("id", ev.ID, false)
+	t, err := ev.Time.MarshalJSON() // what encoding/json calls, errors included
+	if err != nil {
+		return dst, err
+	}
+	w.key("time")
+	w.b = append(w.b, t...)
+	w.str("kind", ev.Kind, false)
+	w.str("stage", ev.Stage, true)
+	w.str("action", ev.Action, true)
+	w.str("level", ev.Level, true)
+	w.str("request_id", ev.RequestID, true)
+	w.str("method", ev.Method, true)
+	w.str("scheme", ev.Scheme, true)
+	w.str("host", ev.Host, true)
+	w.str("path", ev.Path, true)
+	w.str("proto", ev.Proto, true)
+	w.int("status", int64(ev.Status), true)
+	w.str("outcome", ev.Outcome, true)
+	w.int("duration_ns", ev.DurationNS, true)
+	w.int("ttfb_ns", ev.TTFBNS, true)
+	w.int("bytes_in", ev.BytesIn, true)
+	w.int("bytes_out", ev.BytesOut, true)
+	w.str("tls_version", ev.TLSVersion, true)
+	w.str("tls_cipher", ev.TLSCipher, true)
+	w.str("user_source", ev.UserSource, true)
+	w.bool("user_verified", ev.UserVerified)
+	w.str("workspace", ev.Workspace, true)
+	w.str("upstream_error", ev.UpstreamError, true)
+	w.int("risk_score", int64(ev.RiskScore), false)
+	w.str("risk_level", ev.RiskLevel, true)
+	if len(ev.RiskFactors) > 0 {
+		w.key("risk_factors")
+		w.b = append(w.b, '[')
+		for i, f := range ev.RiskFactors {
+			if i > 0 {
+				w.b = append(w.b, ',')
+			}
+			fw := jsonWriter{b: append(w.b, '{')}
+			fw.str("name", f.Name, false)
+			fw.int("points", int64(f.Points), false)
+			fw.str("detail", f.Detail, true)
+			w.b = append(fw.b, '}')
+		}
+		w.b = append(w.b, ']')
+	}
+	w.bool("suspicious", ev.Suspicious)
+	if len(ev.Details) > 0 {
+		// Free-form and rare (admin and lifecycle events): encoding/json.
+		d, err := json.Marshal(ev.Details)
+		if err != nil {
+			return dst, err
+		}
+		w.key("details")
+		w.b = append(w.b, d...)
+	}
+	return append(w.b, '}'), nil
+}
+
+// appendPersonal is appendChained for personalFields.
+func appendPersonal(dst []byte, ev *Event) []byte {
+	w := jsonWriter{b: append(dst, '{')}
+	w.str("user", ev.User, true)
+	w.str("client_ip", ev.ClientIP, true)
+	w.int("client_port", int64(ev.ClientPort), true)
+	if len(ev.ForwardedFor) > 0 {
+		w.key("forwarded_for_untrusted")
+		w.b = appendJSONStrings(w.b, ev.ForwardedFor)
+	}
+	w.str("user_agent", ev.UserAgent, true)
+	w.str("referer", ev.Referer, true)
+	w.str("query", ev.Query, true)
+	w.headers("request_headers", ev.RequestHeaders)
+	w.headers("response_headers", ev.ResponseHeaders)
+	return append(w.b, '}')
+}
+
+// jsonWriter appends the members of one JSON object.
+type jsonWriter struct {
+	b    []byte
+	more bool
+}
+
+func (w *jsonWriter) key(name string) {
+	if w.more {
+		w.b = append(w.b, ',')
+	}
+	w.more = true
+	w.b = append(w.b, '"')
+	w.b = append(w.b, name...)
+	w.b = append(w.b, '"', ':')
+}
+
+func (w *jsonWriter) str(name, v string, omitEmpty bool) {
+	if omitEmpty && v == "" {
+		return
+	}
+	w.key(name)
+	w.b = appendJSONString(w.b, v)
+}
+
+func (w *jsonWriter) int(name string, v int64, omitEmpty bool) {
+	if omitEmpty && v == 0 {
+		return
+	}
+	w.key(name)
+	w.b = strconv.AppendInt(w.b, v, 10)
+}
+
+func (w *jsonWriter) bool(name string, v bool) {
+	w.key(name)
+	w.b = strconv.AppendBool(w.b, v)
+}
+
+func (w *jsonWriter) headers(name string, h map[string][]string) {
+	if len(h) == 0 {
+		return
+	}
+	w.key(name)
+	names := make([]string, 0, len(h))
+	for k := range h {
+		names = append(names, k)
+	}
+	slices.Sort(names) // encoding/json's map key order
+	w.b = append(w.b, '{')
+	for i, k := range names {
+		if i > 0 {
+			w.b = append(w.b, ',')
+		}
+		w.b = appendJSONString(w.b, k)
+		w.b = append(w.b, ':')
+		w.b = appendJSONStrings(w.b, h[k])
+	}
+	w.b = append(w.b, '}')
+}
+
+func appendJSONStrings(dst []byte, vs []string) []byte {
+	if vs == nil {
+		return append(dst, "null"...)
+	}
+	dst = append(dst, '[')
+	for i, v := range vs {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = appendJSONString(dst, v)
+	}
+	return append(dst, ']')
+}
+
+// appendJSONString quotes s as encoding/json does. Printable ASCII without
+// the characters it escapes is copied; anything else (control characters,
+// HTML-sensitive ones, non-ASCII with its U+2028 and invalid-UTF-8 rules)
+// goes through encoding/json itself.
+func appendJSONString(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // a string always marshals
+			return append(dst, q...)
+		}
+	}
+	dst = append(dst, '"')
+	dst = append(dst, s...)
+	return append(dst, '"')
 }
 
 // putEvent stores a new event whose Seq is assigned: links it into the

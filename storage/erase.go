@@ -14,13 +14,13 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-const (
-	// eraseBatch bounds the events one erasure transaction rewrites, so
-	// the writer never waits long and the erasure record stays small.
-	eraseBatch = 128
-	// eraseScan bounds the records one read transaction scans for them.
-	eraseScan = 1 << 16
-)
+// eraseBatch bounds the events one erasure transaction rewrites, so the
+// writer never waits long and the erasure record stays small.
+const eraseBatch = 128
+
+// eraseScan bounds the records one read transaction scans for them (a
+// variable so that tests can cross scan boundaries with a few events).
+var eraseScan = 1 << 16
 
 // EraseSubject pseudonymizes every stored event of user, for a data
 // subject's erasure request (GDPR Art. 17), and returns how many it
@@ -53,7 +53,7 @@ func (s *Store) EraseSubject(user string, pseudonym func(field, value string) st
 	var bound uint64
 	if err := s.view(func(tx *bolt.Tx) error {
 		if k, _ := tx.Bucket(bucketEvents).Cursor().Last(); len(k) == 8 {
-			bound = binary.BigEndian.Uint64(k)
+			bound = min(binary.BigEndian.Uint64(k), maxSeq-1) // larger is damage; seq+1 must not wrap
 		}
 		return nil
 	}); err != nil {

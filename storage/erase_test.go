@@ -151,6 +151,8 @@ func TestErasedEventsStayTamperEvident(t *testing.T) {
 }
 
 func TestEraseSpansTransactions(t *testing.T) {
+	defer func(v int) { eraseScan = v }(eraseScan)
+	eraseScan = 100
 	s := openChainStore(t)
 	var evs []*Event
 	for _, ev := range chainEvents(0, 3*eraseBatch+5) {

@@ -55,7 +55,7 @@ type ExportResult struct {
 // exportFlush is how much one read transaction writes into memory before
 // it ends and the bytes go to the writer: memory stays flat, and a slow
 // client never holds a transaction open.
-const exportFlush = 1 << 20
+var exportFlush = 1 << 20 // a variable for tests, like verifyChunk
 
 // ExportNDJSON streams events as NDJSON to w, in seq order. With a nil
 // filter it writes every event and a tombstone line for each purged one:
@@ -122,9 +122,11 @@ func (x *exporter) chunk(tx *bolt.Tx, limit uint64) (bool, error) {
 		return x.filteredChunk(tx, limit)
 	}
 	c := newChainCursor(tx, x.next)
-	for len(x.buf) < exportFlush {
+	// Bounded by bytes and by keys: a long run of links without events
+	// writes nothing but must not hold the transaction either.
+	for n := 0; len(x.buf) < exportFlush && n < verifyChunk; n++ {
 		it, ok := c.next()
-		if !ok || it.seq > limit {
+		if !ok || it.seq > limit || it.seq >= maxSeq {
 			return true, nil
 		}
 		if it.badKey {
@@ -187,6 +189,7 @@ func (x *exporter) filteredChunk(tx *bolt.Tx, limit uint64) (bool, error) {
 	links := tx.Bucket(bucketChainLinks)
 	c := tx.Bucket(bucketEvents).Cursor()
 	var ev Event
+	scanned := 0
 	for k, val := c.Seek(u64(x.next)); ; k, val = c.Next() {
 		if k == nil {
 			return true, nil
@@ -195,7 +198,7 @@ func (x *exporter) filteredChunk(tx *bolt.Tx, limit uint64) (bool, error) {
 			continue
 		}
 		seq := binary.BigEndian.Uint64(k)
-		if seq > limit {
+		if seq > limit || seq >= maxSeq {
 			return true, nil
 		}
 		x.next = seq + 1
@@ -208,7 +211,9 @@ func (x *exporter) filteredChunk(tx *bolt.Tx, limit uint64) (bool, error) {
 			}
 			x.event(seq, link, val)
 		}
-		if len(x.buf) >= exportFlush {
+		// A selective filter decodes many events per line written: bound
+		// the keys too, so the transaction stays short.
+		if scanned++; len(x.buf) >= exportFlush || scanned >= verifyChunk {
 			return false, nil
 		}
 	}

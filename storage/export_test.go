@@ -323,3 +323,28 @@ func TestScanMembers(t *testing.T) {
 		}
 	}
 }
+
+// Verify, exports and erasure work in chunks of short transactions; small
+// chunks make every boundary fall between events, tombstones and erasures.
+func TestChunkBoundaries(t *testing.T) {
+	defer func(v, e int) { verifyChunk, exportFlush = v, e }(verifyChunk, exportFlush)
+	s, want, cp, pub := exportedStore(t)
+	wantRep := verify(t, s, &cp)
+	for _, size := range []int{1, 2, 3, 7} {
+		verifyChunk, exportFlush = size, size*700
+		rep := verify(t, s, &cp)
+		wantOK(t, rep)
+		if rep.Events != wantRep.Events || rep.Tombstones != wantRep.Tombstones || rep.Erased != wantRep.Erased {
+			t.Fatalf("chunk %d: %s", size, reportJSON(rep))
+		}
+		got, _ := export(t, s, nil)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("chunk %d: export differs", size)
+		}
+		wantOK(t, verifyFile(t, got, &cp, pub))
+		filtered, res := export(t, s, &Filter{User: "carol"})
+		if res.Rows != 14 || bytes.Count(filtered, []byte("\n")) != 14 { // 15, one purged
+			t.Fatalf("chunk %d: filtered export %+v", size, res)
+		}
+	}
+}

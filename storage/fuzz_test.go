@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"testing"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -25,6 +26,7 @@ func FuzzDecodeEvent(f *testing.F) {
 	f.Add([]byte(`{"id":"x","seq":1}`))
 	f.Add([]byte{envelopeV1})
 	f.Add([]byte{envelopeV1, 0, 1})
+	f.Add(append([]byte{envelopeV1, 0, 0x81, 0x00}, make([]byte, 40)...)) // a non-minimal seq
 	f.Fuzz(func(t *testing.T, val []byte) {
 		var ev Event
 		_ = decodeEvent(val, &ev)
@@ -107,6 +109,40 @@ func FuzzVerifyNDJSON(f *testing.F) {
 			if want := events[x.Seq]; !bytes.Equal(got, want) {
 				t.Fatalf("verified line for seq %d says\n%s\nthe store says\n%s", x.Seq, got, want)
 			}
+		}
+	})
+}
+
+// FuzzEncodeMatchesJSON: the hand-written encoders write exactly what
+// encoding/json writes for chainedFields and personalFields, which the
+// stored form and VerifyNDJSON's rebuilding of lines rely on.
+func FuzzEncodeMatchesJSON(f *testing.F) {
+	f.Add("alice", "/a?b=<c>&d", "Mozilla/5.0", "X-Name", "v\u2028\xff\"\\", int64(7), 1)
+	f.Add("", "", "", "", "", int64(0), 0)
+	f.Add("ünï", "\x00\x1f", "\t", "", "\u00e9", int64(-1<<62), 2)
+	f.Fuzz(func(t *testing.T, s1, s2, s3, hk, hv string, n int64, shape int) {
+		ev := Event{
+			ID: s1, Time: time.Unix(n%(1<<40), n%1e9).UTC(), Kind: s2, Path: s2, Query: s3,
+			Status: int(n % 1000), DurationNS: n, BytesIn: -n, RiskScore: int(n % 100),
+			User: s1, ClientIP: s3, ClientPort: int(n % 65536), UserAgent: s3, Referer: hv,
+			UserVerified: shape%2 == 0, Suspicious: shape%3 == 0,
+		}
+		if shape%2 == 1 {
+			ev.ForwardedFor = []string{s1, hv}
+			ev.RequestHeaders = map[string][]string{hk: {hv, s2}, s1: nil, "": {}}
+			ev.ResponseHeaders = map[string][]string{hv: {hk}}
+			ev.RiskFactors = []RiskFactor{{Name: s1, Points: int(n % 10), Detail: hv}, {}}
+			ev.Details = map[string]any{hk: hv, "n": n}
+		}
+		cf, pf := chainedOf(&ev), personalOf(&ev)
+		wantC, errC := json.Marshal(&cf)
+		gotC, err := appendChained(nil, &ev)
+		if (err == nil) != (errC == nil) || err == nil && !bytes.Equal(gotC, wantC) {
+			t.Fatalf("chained:\n got %s %v\nwant %s %v", gotC, err, wantC, errC)
+		}
+		wantP, _ := json.Marshal(&pf)
+		if gotP := appendPersonal(nil, &ev); !bytes.Equal(gotP, wantP) {
+			t.Fatalf("personal:\n got %s\nwant %s", gotP, wantP)
 		}
 	})
 }

@@ -339,8 +339,9 @@ func (v *verifier) finish(start time.Time, beyond func(cpSeq uint64) (kind, deta
 }
 
 // verifyChunk bounds the keys one read transaction walks: a long read
-// transaction would stall a writer that needs to grow the file.
-const verifyChunk = 1 << 16
+// transaction would stall a writer that needs to grow the file. (A
+// variable so that tests can cross chunk boundaries with a few events.)
+var verifyChunk = 1 << 16
 
 // Verify walks the whole integrity chain and reports every problem it
 // finds, by seq and kind. against is a checkpoint kept off the host: with
