@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/caddy-audit/caddy-audit/policy"
+	"github.com/caddy-audit/caddy-audit/internal/securefile"
 	"github.com/caddy-audit/caddy-audit/storage"
 )
 
@@ -79,7 +79,7 @@ func Bootstrap(store *storage.Store, path string) (created bool, err error) {
 	// (still no key in the store) replaces it. The other order could commit
 	// a key whose secret never reached disk: the store would then hold a
 	// principal, no bootstrap would run again, and nobody could log in.
-	if err := policy.WriteSecretFile(path, secret+"\n"); err != nil {
+	if err := securefile.Write(path, []byte(secret+"\n")); err != nil {
 		return false, fmt.Errorf("writing bootstrap admin key file: %w", err)
 	}
 	if err := store.PutAPIKey(rec); err != nil {

@@ -8,6 +8,8 @@ import (
 	"io/fs"
 	"os"
 	"strings"
+
+	"github.com/caddy-audit/caddy-audit/internal/securefile"
 )
 
 // KeySize is the HMAC key length in bytes.
@@ -40,7 +42,7 @@ func createKey(path string) ([]byte, error) {
 	if _, err := rand.Read(key); err != nil {
 		return nil, err
 	}
-	err := CreateSecretFile(path, hex.EncodeToString(key)+"\n")
+	err := securefile.Create(path, []byte(hex.EncodeToString(key)+"\n"))
 	if errors.Is(err, fs.ErrExist) {
 		// Another process created the key meanwhile: use theirs.
 		return LoadOrCreateKey(path)

@@ -1,7 +1,6 @@
 package storage
 
 import (
-	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
@@ -136,57 +135,4 @@ func chainLink(h hash.Hash, prev []byte, seq uint64, commit, chained []byte) [ha
 	var sum [hashSize]byte
 	h.Sum(sum[:0])
 	return sum
-}
-
-// upgradeChainBatch is how many schema-1 records one transaction upgrades.
-const upgradeChainBatch = 1000
-
-// upgradeChain links schema-1 records (the Event as JSON, never chained)
-// that follow the chain head, re-encoding them as envelopes, in small
-// transactions. It is idempotent and costs one cursor seek when there is
-// nothing to do. It stops at the first record that is neither schema-1
-// nor linked: that is damage for Verify to report, not something to paper
-// over by linking it now.
-func (s *Store) upgradeChain() (int, error) {
-	total := 0
-	for {
-		n := 0
-		err := s.update(func(tx *bolt.Tx) error {
-			headSeq, _ := chainHead(tx.Bucket(bucketChainLinks))
-			c := tx.Bucket(bucketEvents).Cursor()
-			var evs []*Event
-			for k, v := c.Seek(u64(headSeq + 1)); k != nil && len(evs) < upgradeChainBatch; k, v = c.Next() {
-				if len(k) != 8 || !bytes.HasPrefix(v, []byte("{")) {
-					break
-				}
-				ev := new(Event)
-				if err := decodeEvent(v, ev); err != nil {
-					return fmt.Errorf("upgrading schema-1 event seq %d: %w", binary.BigEndian.Uint64(k), err)
-				}
-				ev.Seq = binary.BigEndian.Uint64(k)
-				evs = append(evs, ev)
-			}
-			// Written after the scan: a cursor must not see its bucket change.
-			b := tx.Bucket(bucketEvents)
-			for _, ev := range evs {
-				if err := chainEvent(tx, ev); err != nil {
-					return err
-				}
-				val, err := encodeEvent(ev)
-				ev.linked = nil
-				if err != nil {
-					return err
-				}
-				if err := b.Put(u64(ev.Seq), val); err != nil {
-					return err
-				}
-			}
-			n = len(evs)
-			return nil
-		})
-		total += n
-		if err != nil || n < upgradeChainBatch {
-			return total, err
-		}
-	}
 }

@@ -26,12 +26,12 @@ import (
 // BenchmarkChain1M builds the store once (logging its ingest rate and size
 // on disk), then times full verification and a full NDJSON export of it.
 
-const benchEvents = 1_000_000
+const chainBenchEvents = 1_000_000
 
 // benchEvent is a typical proxied request: the sizes of its fields are
 // those of the example deployment's events (about 700 bytes stored).
 func benchEvent(i int) *Event {
-	t := chainBase.Add(time.Duration(i) * 30 * 24 * time.Hour / benchEvents)
+	t := chainBase.Add(time.Duration(i) * 30 * 24 * time.Hour / chainBenchEvents)
 	return &Event{
 		ID:         NewID(t),
 		Time:       t,
@@ -82,9 +82,9 @@ func BenchmarkChain1M(b *testing.B) {
 	const batch = 512
 	start := time.Now()
 	evs := make([]*Event, 0, batch)
-	for i := 0; i < benchEvents; i++ {
+	for i := 0; i < chainBenchEvents; i++ {
 		evs = append(evs, benchEvent(i))
-		if len(evs) == batch || i == benchEvents-1 {
+		if len(evs) == batch || i == chainBenchEvents-1 {
 			if err := s.Append(evs...); err != nil {
 				b.Fatal(err)
 			}
@@ -93,13 +93,13 @@ func BenchmarkChain1M(b *testing.B) {
 	}
 	took := time.Since(start)
 	b.Logf("ingest of %d events in batches of %d through Store.Append (chain, encode, current indexes, fsync per batch): %s, %.0f events/s; file %d bytes, %.0f bytes/event",
-		benchEvents, batch, took.Round(time.Millisecond), benchEvents/took.Seconds(), s.Size(), float64(s.Size())/benchEvents)
+		chainBenchEvents, batch, took.Round(time.Millisecond), chainBenchEvents/took.Seconds(), s.Size(), float64(s.Size())/chainBenchEvents)
 	start = time.Now()
 	cp, err := s.Checkpoint()
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Logf("checkpoint of %d events: %s", benchEvents, time.Since(start).Round(time.Microsecond))
+	b.Logf("checkpoint of %d events: %s", chainBenchEvents, time.Since(start).Round(time.Microsecond))
 
 	b.Run("Verify", func(b *testing.B) {
 		var rep VerifyReport
@@ -108,10 +108,10 @@ func BenchmarkChain1M(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		if !rep.OK || rep.Events != benchEvents {
+		if !rep.OK || rep.Events != chainBenchEvents {
 			b.Fatalf("%s", reportJSON(rep))
 		}
-		b.ReportMetric(float64(benchEvents)*float64(b.N)/b.Elapsed().Seconds(), "events/s")
+		b.ReportMetric(float64(chainBenchEvents)*float64(b.N)/b.Elapsed().Seconds(), "events/s")
 		b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "s/verify")
 	})
 
@@ -126,11 +126,11 @@ func BenchmarkChain1M(b *testing.B) {
 			}
 		}
 		heap, rssAnon, hwm := peak.stop()
-		if res.Rows != benchEvents {
+		if res.Rows != chainBenchEvents {
 			b.Fatalf("%+v", res)
 		}
-		b.ReportMetric(float64(benchEvents)*float64(b.N)/b.Elapsed().Seconds(), "events/s")
-		b.ReportMetric(float64(written)/benchEvents, "bytes/line")
+		b.ReportMetric(float64(chainBenchEvents)*float64(b.N)/b.Elapsed().Seconds(), "events/s")
+		b.ReportMetric(float64(written)/chainBenchEvents, "bytes/line")
 		b.ReportMetric(float64(heap)/(1<<20), "peak-heap-MiB")
 		b.ReportMetric(float64(rssAnon)/(1<<20), "peak-RssAnon-MiB")
 		if hwm > 0 {
@@ -164,7 +164,7 @@ func BenchmarkChain1M(b *testing.B) {
 		if !rep.OK {
 			b.Fatalf("%s", reportJSON(rep))
 		}
-		b.ReportMetric(float64(benchEvents)*float64(b.N)/b.Elapsed().Seconds(), "events/s")
+		b.ReportMetric(float64(chainBenchEvents)*float64(b.N)/b.Elapsed().Seconds(), "events/s")
 	})
 
 	// Last: it changes the store. One user of a thousand: 1000 events.
@@ -175,7 +175,7 @@ func BenchmarkChain1M(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		if n != benchEvents/1000 {
+		if n != chainBenchEvents/1000 {
 			b.Fatalf("erased %d", n)
 		}
 		b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "s/subject")

@@ -592,9 +592,6 @@ func TestUpgradeSchema1Fixture(t *testing.T) {
 	}
 	appendChain(t, s, 0, 3)
 	wantOK(t, verify(t, s, nil))
-	if n, err := s.upgradeChain(); n != 0 || err != nil {
-		t.Fatalf("second upgrade: %d, %v", n, err)
-	}
 }
 
 // A record not written by putEvent cannot be encoded: re-marshalling a

@@ -12,13 +12,14 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/caddy-audit/caddy-audit/internal/securefile"
 )
 
 // ErrCheckpointsDisabled means the store was opened without
@@ -122,7 +123,8 @@ type checkpointer struct {
 }
 
 // openChain prepares the integrity chain when the store opens: loads (or
-// creates) the checkpoint key and links schema-1 events.
+// creates) the checkpoint key. (Schema-1 events are linked by the
+// migration to schema 2, see migrate.go.)
 func (s *Store) openChain(opts Options) error {
 	if opts.CheckpointKeyPath != "" {
 		key, err := loadOrCreateCheckpointKey(opts.CheckpointKeyPath)
@@ -132,9 +134,6 @@ func (s *Store) openChain(opts Options) error {
 		s.cp.key = key
 		s.cp.pub = key.Public().(ed25519.PublicKey)
 		s.cp.id = keyID(s.cp.pub)
-	}
-	if _, err := s.upgradeChain(); err != nil {
-		return fmt.Errorf("linking schema-1 events into the integrity chain of %s: %w", s.path, err)
 	}
 	return nil
 }
@@ -286,7 +285,7 @@ func createCheckpointKey(path string) (ed25519.PrivateKey, error) {
 		return nil, err
 	}
 	data := pem.EncodeToMemory(&pem.Block{Type: checkpointKeyPEM, Bytes: der})
-	err = createSecretFile(path, data)
+	err = securefile.Create(path, data)
 	if errors.Is(err, fs.ErrExist) {
 		// Another process created it meanwhile: use theirs.
 		return loadOrCreateCheckpointKey(path)
@@ -295,42 +294,4 @@ func createCheckpointKey(path string) (ed25519.PrivateKey, error) {
 		return nil, fmt.Errorf("writing checkpoint key: %w", err)
 	}
 	return key, nil
-}
-
-// createSecretFile durably creates path with mode 0600. O_EXCL refuses to
-// follow a symlink planted at path, so the key cannot be redirected into a
-// file others can read. (policy.CreateSecretFile does the same; storage
-// does not import policy, which sits above it.)
-func createSecretFile(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		_ = os.Remove(path)
-		return err
-	}
-	if runtime.GOOS == "windows" {
-		return nil // directories cannot be synced there
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }

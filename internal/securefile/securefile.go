@@ -1,4 +1,7 @@
-package policy
+// Package securefile writes secrets to disk: the HMAC key, the checkpoint
+// signing key and the bootstrap admin key all go through it, so they are
+// all created the same careful way.
+package securefile
 
 import (
 	"errors"
@@ -8,10 +11,10 @@ import (
 	"runtime"
 )
 
-// CreateSecretFile creates path with mode 0600 (its directory 0700) and
+// Create creates path with mode 0600 (its directory 0700) and
 // durably writes data to it. It fails with an error matching fs.ErrExist
 // if path exists: the caller decides whether an existing secret wins.
-func CreateSecretFile(path, data string) error {
+func Create(path string, data []byte) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
@@ -29,18 +32,18 @@ func CreateSecretFile(path, data string) error {
 	return syncDir(dir)
 }
 
-// WriteSecretFile is CreateSecretFile, except that an existing file is
+// Write is Create, except that an existing file is
 // replaced atomically rather than truncated: a reader sees the old secret
 // or the new one, never half of one.
-func WriteSecretFile(path, data string) error {
-	err := CreateSecretFile(path, data)
+func Write(path string, data []byte) error {
+	err := Create(path, data)
 	if errors.Is(err, fs.ErrExist) {
 		return replaceSecretFile(filepath.Dir(path), path, data)
 	}
 	return err
 }
 
-func replaceSecretFile(dir, path, data string) error {
+func replaceSecretFile(dir, path string, data []byte) error {
 	// CreateTemp opens with O_EXCL and mode 0600; rename replaces a symlink
 	// at path itself, never its target.
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
@@ -60,8 +63,8 @@ func replaceSecretFile(dir, path, data string) error {
 }
 
 // writeSync writes data, flushes it to disk and closes f.
-func writeSync(f *os.File, data string) error {
-	_, err := f.WriteString(data)
+func writeSync(f *os.File, data []byte) error {
+	_, err := f.Write(data)
 	if err == nil {
 		err = f.Sync()
 	}
