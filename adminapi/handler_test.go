@@ -23,11 +23,15 @@ type testEnv struct {
 	rec   *fakeRecorder
 	h     http.Handler
 	clock time.Time
+
+	verifyMu sync.Mutex
+	verified []storage.VerifyReport // what OnVerify was told
 }
 
 func newEnv(t testing.TB, metrics http.Handler) *testEnv {
 	t.Helper()
-	store, err := storage.Open(filepath.Join(t.TempDir(), "audit.db"), storage.Options{})
+	dir := t.TempDir()
+	store, err := storage.Open(filepath.Join(dir, "audit.db"), storage.Options{CheckpointKeyPath: filepath.Join(dir, "checkpoint.key")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,6 +42,11 @@ func newEnv(t testing.TB, metrics http.Handler) *testEnv {
 		Recorder: e.rec,
 		Metrics:  metrics,
 		Now:      func() time.Time { return e.clock },
+		OnVerify: func(rep storage.VerifyReport) {
+			e.verifyMu.Lock()
+			defer e.verifyMu.Unlock()
+			e.verified = append(e.verified, rep)
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -66,7 +75,13 @@ func (e *testEnv) key(role, workspace string, edit func(*storage.APIKey)) string
 // do sends method target with secret as bearer key (none if empty).
 func (e *testEnv) do(method, target, secret string) *httptest.ResponseRecorder {
 	e.t.Helper()
-	req := httptest.NewRequest(method, target, nil)
+	return e.send(method, target, secret, "")
+}
+
+// send is do with a request body.
+func (e *testEnv) send(method, target, secret, body string) *httptest.ResponseRecorder {
+	e.t.Helper()
+	req := httptest.NewRequest(method, target, strings.NewReader(body))
 	if secret != "" {
 		req.Header.Set("Authorization", "Bearer "+secret)
 	}

@@ -32,11 +32,15 @@ func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 // UnmarshalCaddyfile sets up the audit app from the global option:
 //
 //	audit {
-//		data_dir     <path>
-//		queue_size   <events>
-//		max_batch    <events>
-//		max_db_size  <size>      # such as 2GiB
-//		lock_timeout <duration>
+//		data_dir             <path>
+//		queue_size           <events>
+//		max_batch            <events>
+//		max_db_size          <size>      # such as 2GiB
+//		lock_timeout         <duration>
+//		retention_days       <days>      # 0: keep forever
+//		retention_floor_days <days>      # no workspace keeps less
+//		retention_interval   <duration>
+//		checkpoint_interval  <duration>
 //	}
 func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // option name
@@ -72,15 +76,29 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			a.MaxDBSize = int64(n)
 		case "lock_timeout":
-			var s string
-			if !d.AllArgs(&s) {
-				return d.ArgErr()
+			if err := durationArg(d, &a.LockTimeout); err != nil {
+				return err
 			}
-			dur, err := caddy.ParseDuration(s)
+		case "retention_interval":
+			if err := durationArg(d, &a.RetentionInterval); err != nil {
+				return err
+			}
+		case "checkpoint_interval":
+			if err := durationArg(d, &a.CheckpointInterval); err != nil {
+				return err
+			}
+		case "retention_days":
+			n, err := intArg(d)
 			if err != nil {
-				return d.Errf("lock_timeout: %v", err)
+				return err
 			}
-			a.LockTimeout = caddy.Duration(dur)
+			a.RetentionDays = n
+		case "retention_floor_days":
+			n, err := intArg(d)
+			if err != nil {
+				return err
+			}
+			a.RetentionFloorDays = n
 		default:
 			return d.Errf("unknown audit option %q", d.Val())
 		}
@@ -126,15 +144,9 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 		case "strict_timeout":
-			var s string
-			if !d.AllArgs(&s) {
-				return d.ArgErr()
+			if err := durationArg(d, &h.StrictTimeout); err != nil {
+				return err
 			}
-			dur, err := caddy.ParseDuration(s)
-			if err != nil {
-				return d.Errf("strict_timeout: %v", err)
-			}
-			h.StrictTimeout = caddy.Duration(dur)
 		case "user":
 			src, err := identityArgs(d)
 			if err != nil {
@@ -198,6 +210,21 @@ func identityArgs(d *caddyfile.Dispenser) (*IdentitySource, error) {
 		return nil, d.Errf("unknown identity source %q (want header, jwt, basic_auth, placeholder, host or path_segment)", src.Source)
 	}
 	return src, nil
+}
+
+// durationArg reads one duration argument ("5s", "1h") into dst.
+func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
+	name := d.Val()
+	var s string
+	if !d.AllArgs(&s) {
+		return d.ArgErr()
+	}
+	dur, err := caddy.ParseDuration(s)
+	if err != nil {
+		return d.Errf("%s: %v", name, err)
+	}
+	*dst = caddy.Duration(dur)
+	return nil
 }
 
 func intArg(d *caddyfile.Dispenser) (int, error) {

@@ -45,6 +45,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddytest"
 
 	_ "github.com/caddy-audit/caddy-audit/caddymodule"
+	"github.com/caddy-audit/caddy-audit/storage"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 )
 
@@ -1451,5 +1452,67 @@ func TestJSONConfig(t *testing.T) {
 		ev.User != "erin" || ev.Workspace != "umbrella" || ev.Level != "headers" ||
 		!slices.Equal(ev.RequestHeaders["X-User-Id"], []string{"erin"}) {
 		t.Errorf("event from the JSON config: %s", itDump(ev))
+	}
+}
+
+// TestIntegrityThroughTheAdminAPI checks issue 3's promises end to end:
+// a signed checkpoint appears on its own, the chain verifies through the
+// API, and a full export verifies offline against the checkpoint.
+func TestIntegrityThroughTheAdminAPI(t *testing.T) {
+	up := itNewUpstream(t, func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok") })
+	e := itNewEnv(t)
+	e.load(e.caddyfile("checkpoint_interval 200ms", fmt.Sprintf(`:%d {
+	bind 127.0.0.1
+	audit {
+		user header X-User-ID
+	}
+	reverse_proxy %s
+}`, e.proxyPort, up.addr())), "caddyfile")
+	for i := 0; i < 10; i++ {
+		req, _ := http.NewRequest(http.MethodGet, e.proxyURL(fmt.Sprintf("/api/items/%d", i)), nil)
+		req.Header.Set("X-Request-ID", fmt.Sprintf("integrity-%d", i))
+		req.Header.Set("X-User-ID", "alice")
+		e.do(req)
+	}
+	e.waitRequest("integrity-9")
+
+	var cpBody struct {
+		Checkpoint storage.Checkpoint `json:"checkpoint"`
+		PublicKey  string             `json:"public_key"`
+	}
+	itEventually(t, "a checkpoint covering the requests", func() (bool, string) {
+		req, _ := http.NewRequest(http.MethodGet, e.adminURL("/api/v1/integrity/checkpoint"), nil)
+		req.Header.Set("Authorization", "Bearer "+e.apiKey())
+		resp, body := e.do(req)
+		if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &cpBody) != nil {
+			return false, string(body)
+		}
+		return cpBody.Checkpoint.Seq >= 11, string(body)
+	})
+
+	req, _ := http.NewRequest(http.MethodPost, e.adminURL("/api/v1/integrity/verify"), strings.NewReader(`{}`))
+	req.Header.Set("Authorization", "Bearer "+e.apiKey())
+	resp, body := e.do(req)
+	var rep storage.VerifyReport
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &rep) != nil || !rep.OK || rep.Events < 11 {
+		t.Fatalf("online verification: %d %s", resp.StatusCode, body)
+	}
+	if v := e.metric("caddy_audit_last_verification_ok", ""); v != 1 {
+		t.Errorf("caddy_audit_last_verification_ok = %v, want 1", v)
+	}
+
+	req, _ = http.NewRequest(http.MethodGet, e.adminURL("/api/v1/events/export"), nil)
+	req.Header.Set("Authorization", "Bearer "+e.apiKey())
+	resp, body = e.do(req)
+	if resp.StatusCode != http.StatusOK || resp.Trailer.Get("X-Export-Sha256") == "" {
+		t.Fatalf("export: %d, trailers %v", resp.StatusCode, resp.Trailer)
+	}
+	pub, err := base64.StdEncoding.DecodeString(cpBody.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	offline, err := storage.VerifyNDJSON(bytes.NewReader(body), &cpBody.Checkpoint, pub)
+	if err != nil || !offline.OK || !offline.CheckpointVerified {
+		t.Fatalf("offline verification of the export: %s %v", itDump(offline), err)
 	}
 }
