@@ -97,10 +97,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("sizes, counts, days and durations of the audit app must not be negative")
 	}
 	if a.RetentionInterval == 0 {
-		a.RetentionInterval = caddy.Duration(time.Hour)
+		a.RetentionInterval = caddy.Duration(defaultRetentionInterval)
 	}
 	if a.CheckpointInterval == 0 {
-		a.CheckpointInterval = caddy.Duration(10 * time.Minute)
+		a.CheckpointInterval = caddy.Duration(defaultCheckpointInterval)
 	}
 	if a.QueueSize == 0 {
 		a.QueueSize = 8192

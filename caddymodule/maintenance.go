@@ -11,6 +11,12 @@ import (
 	"github.com/caddy-audit/caddy-audit/storage"
 )
 
+// Defaults of the audit app's background work.
+const (
+	defaultRetentionInterval  = time.Hour
+	defaultCheckpointInterval = 10 * time.Minute
+)
+
 // maintenanceSettings are what the current config asks of the
 // background work. They can change on reload; the loop outlives configs,
 // like the pipeline it belongs to.
@@ -53,10 +59,19 @@ func (m *maintenance) configure(s maintenanceSettings) {
 	}
 }
 
+// current returns the settings, with defaults for what a config left out
+// (an App built without Provision, as in tests).
 func (m *maintenance) current() maintenanceSettings {
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.settings
+	s := m.settings
+	m.mu.Unlock()
+	if s.retentionEvery <= 0 {
+		s.retentionEvery = defaultRetentionInterval
+	}
+	if s.checkpointEvery <= 0 {
+		s.checkpointEvery = defaultCheckpointInterval
+	}
+	return s
 }
 
 // stop ends the loop and signs a last checkpoint, so the trail's final
