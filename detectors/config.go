@@ -170,10 +170,10 @@ type UnusualAccessConfig struct {
 type DataExfiltrationConfig struct {
 	// Enabled turns the detector off when false. Default true.
 	Enabled *bool `json:"enabled,omitempty" yaml:"enabled,omitempty"`
-	// Window is the accounting window for bytes and distinct records per
-	// principal; the current count is a sliding estimate over the current
-	// and previous window, so an attack straddling a boundary is not split
-	// in two. Default 5m.
+	// Window is the sliding accounting window for bytes and distinct
+	// records per principal, kept in five slots (one minute each by
+	// default), so an attack straddling a boundary is not split in two. The
+	// baseline learns from whole (tumbling) windows. Default 5m.
 	Window Duration `json:"window,omitempty" yaml:"window,omitempty"`
 	// Sigma is how many standard deviations above the principal's mean
 	// window an observation must be. Default 3.

@@ -10,9 +10,8 @@ import (
 
 // data_exfiltration accounts, per principal (user, else client IP), the
 // response bytes of 2xx answers and the distinct records fetched by GET
-// (paths ending in an id, such as /api/items/42) in windows of event time.
-// The figure judged is a sliding estimate: the current window plus the
-// previous one weighted by how much of it still overlaps, so an attack that
+// (paths ending in an id, such as /api/items/42) over a sliding window of
+// event time (Window, in one-minute slots by default), so an attack that
 // straddles a window boundary is not split in two. Rules, one family:
 //
 //   - bulk_download: above an absolute ceiling (MaxBytes or MaxRecords per
@@ -37,18 +36,24 @@ type exfiltration struct {
 }
 
 type exState struct {
-	started     bool
-	win         int64 // current window index
-	bytes       int64
-	records     hashSet
-	events      int
-	prevBytes   int64 // the previous window, if it was the one just before
-	prevRecords int
-	prevEvents  int
-	alerted     bool // this window raised an alert: keep it out of the baseline
-	recent      ring // the latest counted events, for evidence
+	// The sliding window is exSlots slots of Window/exSlots each (one
+	// minute by default): the figure judged is the sum of the slots within
+	// the last Window, exact to a slot, so a burst straddling a boundary is
+	// not split. Distinct records are counted per slot, so a record
+	// fetched in two different minutes counts twice; the baseline uses the
+	// same measure.
+	started bool
+	cur     int64 // current slot index
+	slots   [exSlots]exSlot
+	curSet  hashSet // distinct records of the current slot
+	recent  ring    // the latest counted events, for evidence
 
-	// Baseline over past active windows (Welford).
+	// Tumbling windows feed the baseline (Welford over active windows).
+	win               int64
+	winBytes          int64
+	winRecords        int
+	winEvents         int
+	alerted           bool // this window raised an alert: keep it out of the baseline
 	n                 int
 	meanB, m2B, peakB float64
 	meanR, m2R, peakR float64
@@ -64,6 +69,15 @@ type exState struct {
 	runIDs             ring // ids of the current run
 	runFirstT          int64
 }
+
+type exSlot struct {
+	idx     int64
+	bytes   int64
+	records int
+	events  int
+}
+
+const exSlots = 5
 
 const exEvidence = MaxFirstEvidence + MaxLastEvidence
 
@@ -84,7 +98,7 @@ func (x *exfiltration) process(c *evctx) {
 	}
 	subj := principal(ev)
 	st := x.principals.upsert(subj, x.e.now)
-	x.roll(st, c.t/W)
+	x.roll(st, c.t, W)
 
 	if get {
 		x.enumeration(c, st, subj)
@@ -92,25 +106,31 @@ func (x *exfiltration) process(c *evctx) {
 	if !c.ok {
 		return
 	}
-	st.events++
+	slot := &st.slots[st.cur%exSlots]
+	slot.events++
+	st.winEvents++
 	if ev.BytesOut > 0 {
-		st.bytes += ev.BytesOut
+		slot.bytes += ev.BytesOut
+		st.winBytes += ev.BytesOut
 	}
 	if get {
-		if _, rec, _, _, ok := recordRef(ev.Path); ok && st.records.n <= cfg.MaxRecords {
-			st.records.add(rec)
+		if _, rec, _, _, ok := recordRef(ev.Path); ok && st.curSet.n <= cfg.MaxRecords && st.curSet.add(rec) {
+			slot.records++
+			st.winRecords++
 		}
 	}
 	st.recent.push(stamp{t: c.t, id: ev.ID}, exEvidence)
 
-	// The sliding estimate over the last Window of time.
-	rest := 1 - float64(c.t-st.win*W)/float64(W)
-	if rest < 0 || rest > 1 {
-		rest = 0
+	var sumB int64
+	sumR, events := 0, 0
+	for i := range st.slots {
+		if sl := &st.slots[i]; sl.idx > st.cur-exSlots && sl.idx <= st.cur {
+			sumB += sl.bytes
+			sumR += sl.records
+			events += sl.events
+		}
 	}
-	estB := float64(st.bytes) + float64(st.prevBytes)*rest
-	estR := float64(st.records.n) + float64(st.prevRecords)*rest
-	events := st.events + int(float64(st.prevEvents)*rest)
+	estB, estR := float64(sumB), float64(sumR)
 
 	sev := ""
 	var why string
@@ -180,33 +200,34 @@ func (st *exState) sd(m2 float64) float64 {
 	return math.Sqrt(m2 / float64(st.n-1))
 }
 
-// roll moves the state to window w, folding the finished window into the
-// baseline. A late event (w older than the current window) is counted in
-// the current one: state never goes back in time.
-func (x *exfiltration) roll(st *exState, w int64) {
-	if st.started && w <= st.win {
+// roll moves the state to the slot and window of t, folding a finished
+// window into the baseline. A late event (an earlier slot) is counted in the
+// current one: state never goes back in time.
+func (x *exfiltration) roll(st *exState, t, W int64) {
+	slotLen := max(1, W/exSlots)
+	idx := t / slotLen
+	if st.started && idx <= st.cur {
 		return
 	}
-	if st.events > 0 && !st.alerted {
-		st.n++
-		b, r := float64(st.bytes), float64(st.records.n)
-		d := b - st.meanB
-		st.meanB += d / float64(st.n)
-		st.m2B += d * (b - st.meanB)
-		d = r - st.meanR
-		st.meanR += d / float64(st.n)
-		st.m2R += d * (r - st.meanR)
-		st.peakB = max(st.peakB, b)
-		st.peakR = max(st.peakR, r)
+	if w := t / W; !st.started || w > st.win {
+		if st.winEvents > 0 && !st.alerted {
+			st.n++
+			b, r := float64(st.winBytes), float64(st.winRecords)
+			d := b - st.meanB
+			st.meanB += d / float64(st.n)
+			st.m2B += d * (b - st.meanB)
+			d = r - st.meanR
+			st.meanR += d / float64(st.n)
+			st.m2R += d * (r - st.meanR)
+			st.peakB = max(st.peakB, b)
+			st.peakR = max(st.peakR, r)
+		}
+		st.win = w
+		st.winBytes, st.winRecords, st.winEvents, st.alerted = 0, 0, 0, false
 	}
-	if st.started && w == st.win+1 {
-		st.prevBytes, st.prevRecords, st.prevEvents = st.bytes, st.records.n, st.events
-	} else {
-		st.prevBytes, st.prevRecords, st.prevEvents = 0, 0, 0
-	}
-	st.win, st.started = w, true
-	st.bytes, st.events, st.alerted = 0, 0, false
-	st.records.reset()
+	st.cur, st.started = idx, true
+	st.slots[idx%exSlots] = exSlot{idx: idx}
+	st.curSet.reset()
 }
 
 // enumeration follows runs of consecutive ids and pages.

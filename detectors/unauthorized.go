@@ -20,8 +20,9 @@ import (
 //   - denied_burst: per principal, 401 and 403 outside the login routes
 //     (default capacity 10, leak 10s). Medium.
 //   - error_ratio: per principal, a window (default 5m) with at least 20
-//     requests, half of them 4xx, over at least 15 distinct failing paths:
-//     the slow scanner that never fills a bucket. Medium.
+//     requests, half of them 4xx (static assets excluded), over at least 15
+//     distinct failing paths: the slow scanner that never fills a bucket.
+//     Medium.
 //
 // These map to T1595 (T1595.003 for path probing: wordlist scanning).
 //
@@ -86,7 +87,7 @@ func (u *unauthorizedAccess) process(c *evctx) {
 
 	// Per principal: denied bursts and the error ratio see every event.
 	ps := u.principals.upsert(subj, e.now)
-	u.errorRatio(c, ps, subj, is4xx)
+	u.errorRatio(c, ps, subj, is4xx && !u.static(s, ev.Path))
 	if (ev.Status == 401 || ev.Status == 403) && !c.login {
 		ps.deniedRecent.push(stamp{t: c.t, id: ev.ID}, cfg.Denied.Capacity+1)
 		if ps.denied.pour(c.t, cfg.Denied) {

@@ -95,6 +95,12 @@ type profile struct {
 	// string comparison is cheaper than hashing.
 	lastIP, lastUA     string
 	lastNet, lastAgent uint64
+	// The novel session: once an alert is open, the values that made it
+	// are learnt, so later requests of the same session are no longer
+	// novel; they are still counted into the alert while it is open.
+	sessNet, sessAgent uint64
+	sessOff            bool
+	sessUntil          int64
 }
 
 // hourOfWeek is the UTC hour of the week of t, Sunday 00:00 being 0.
@@ -317,8 +323,24 @@ func (u *unusualAccess) process(c *evctx) {
 		if c.s.checks&bitNewWorkspace != 0 && ev.Workspace != "" && !p.wss.has(ws) {
 			kinds |= bitNewWorkspace
 		}
-		if kinds != 0 {
+		switch {
+		case kinds != 0:
 			u.report(c, p, kinds, lt, share)
+			if kinds&bitNewIP != 0 {
+				p.sessNet = net
+			}
+			if kinds&bitNewUserAgent != 0 {
+				p.sessAgent = agent
+			}
+			p.sessOff = p.sessOff || kinds&bitOffHours != 0
+			p.sessUntil = c.t + c.s.suppress[idxUnusualAccess]
+		case c.t <= p.sessUntil && ((p.sessNet != 0 && net == p.sessNet) || (p.sessAgent != 0 && agent == p.sessAgent) ||
+			(p.sessOff && !c.s.hours.within(time.Unix(0, c.t)))):
+			if e.attach(c, DetectorUnusualAccess, famNovelty, userSubject(ev)) {
+				p.sessUntil = c.t + c.s.suppress[idxUnusualAccess]
+			}
+		case c.t > p.sessUntil:
+			p.sessNet, p.sessAgent, p.sessOff = 0, 0, false
 		}
 	}
 
