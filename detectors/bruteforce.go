@@ -87,10 +87,9 @@ func (b *bruteForce) process(c *evctx) {
 	case overflow:
 		b.raiseBurst(c, st, ipSubj)
 	case slow:
-		ids, first := recentEvidence(&st.recent, cfg.Slow.Threshold)
 		e.raise(c, &finding{
 			detector: DetectorBruteForce, rule: ruleSlowBruteForce, family: famGuessing,
-			subject: ipSubj, severity: SeverityMedium, ids: ids, first: first,
+			subject: ipSubj, severity: SeverityMedium, evidence: recentEvidence(&st.recent, cfg.Slow.Threshold),
 			figures: map[string]float64{
 				"failures": float64(cfg.Slow.Threshold), "threshold": float64(cfg.Slow.Threshold),
 				"window_s": seconds(cfg.Slow.Window),
@@ -108,7 +107,7 @@ func (b *bruteForce) process(c *evctx) {
 		if n >= cfg.StuffingUsers {
 			e.raise(c, &finding{
 				detector: DetectorBruteForce, rule: ruleCredentialStuffing,
-				subject: ipSubj, severity: SeverityHigh, ids: st.others.ids(nil), first: oldest(&st.others),
+				subject: ipSubj, severity: SeverityHigh, evidence: windowEvidence(&st.others),
 				figures: map[string]float64{
 					"distinct_users": float64(n), "threshold": float64(cfg.StuffingUsers),
 					"window_s": seconds(cfg.StuffingWindow),
@@ -147,7 +146,7 @@ func (b *bruteForce) process(c *evctx) {
 		if n >= cfg.StuffingIPs {
 			e.raise(c, &finding{
 				detector: DetectorBruteForce, rule: ruleDistributedBruteForce,
-				subject: userSubj, severity: SeverityHigh, ids: us.others.ids(nil), first: oldest(&us.others),
+				subject: userSubj, severity: SeverityHigh, evidence: windowEvidence(&us.others),
 				figures: map[string]float64{
 					"distinct_ips": float64(n), "threshold": float64(cfg.StuffingIPs),
 					"window_s": seconds(cfg.StuffingWindow),
@@ -170,10 +169,9 @@ func (b *bruteForce) process(c *evctx) {
 func (b *bruteForce) raiseBurst(c *evctx, st *bfState, subj Subject) {
 	cfg := &c.s.BruteForce
 	ev := c.ev
-	ids, first := recentEvidence(&st.recent, cfg.Burst.Capacity+1)
 	f := &finding{
 		detector: DetectorBruteForce, rule: ruleLoginBurst, family: famGuessing,
-		subject: subj, severity: SeverityHigh, ids: ids, first: first,
+		subject: subj, severity: SeverityHigh, evidence: recentEvidence(&st.recent, cfg.Burst.Capacity+1),
 		figures: map[string]float64{
 			"failures": float64(cfg.Burst.Capacity + 1), "capacity": float64(cfg.Burst.Capacity),
 			"leak_s": seconds(cfg.Burst.LeakSpeed),
@@ -256,24 +254,4 @@ func (b *bruteForce) success(c *evctx) {
 			mitre: a.a.Mitre,
 		})
 	}
-}
-
-// recentEvidence returns the ids of the newest k stamps of r and the time of
-// the oldest of them.
-func recentEvidence(r *ring, k int) ([]string, int64) {
-	k = min(k, r.len())
-	if k == 0 {
-		return nil, 0
-	}
-	return r.ids(k, make([]string, 0, k)), r.at(r.len() - k).t
-}
-
-func oldest(d *distinctWindow) int64 {
-	var t int64
-	for i, s := range d.e {
-		if i == 0 || s.t < t {
-			t = s.t
-		}
-	}
-	return t
 }

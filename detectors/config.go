@@ -553,7 +553,9 @@ func (c Config) Validate() error {
 	r := c.WithDefaults()
 	check := func(where string, s Settings) {
 		if _, err := compileBusinessHours(s.BusinessHours); err != nil {
-			errs = append(errs, fmt.Errorf("%sbusiness_hours: %w", where, err))
+			for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+				errs = append(errs, fmt.Errorf("%sbusiness_hours: %w", where, e))
+			}
 		}
 		for _, name := range s.UnusualAccess.Checks {
 			switch name {
@@ -585,13 +587,16 @@ func (c Config) Validate() error {
 	for _, name := range names {
 		check(fmt.Sprintf("workspaces[%q].", name), r.Workspaces[name])
 	}
-	for field, pats := range map[string][]string{
-		"routes.login": r.Routes.Login, "routes.admin": r.Routes.Admin, "routes.role_change": r.Routes.RoleChange,
-		"routes.authenticated": r.Routes.Authenticated, "routes.public": r.Routes.Public,
+	for _, f := range []struct {
+		field string
+		pats  []string
+	}{
+		{"routes.login", r.Routes.Login}, {"routes.admin", r.Routes.Admin}, {"routes.role_change", r.Routes.RoleChange},
+		{"routes.authenticated", r.Routes.Authenticated}, {"routes.public", r.Routes.Public},
 	} {
-		for _, p := range pats {
+		for _, p := range f.pats {
 			if _, err := compileRoute(p); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", field, err))
+				errs = append(errs, fmt.Errorf("%s: %w", f.field, err))
 			}
 		}
 	}

@@ -350,10 +350,9 @@ type finding struct {
 	detector, rule, family string
 	subject                Subject
 	severity               string
-	// ids are the evidence events, oldest first, ending with the current
-	// event; first is the time of the oldest.
-	ids   []string
-	first int64
+	// evidence are the events that made the rule fire (the current one
+	// included) and the span of their times.
+	evidence evidence
 	// count, when larger than len(ids), is how many events the finding
 	// stands for (evidence ids are bounded, counts are not).
 	count int
@@ -477,13 +476,14 @@ func (e *Engine) raise(c *evctx, f *finding) *openAlert {
 		e.touchAlert(c, a, escalated)
 		return a
 	}
-	ids := f.ids
+	ids := f.evidence.ids
 	if len(ids) == 0 {
 		ids = []string{c.ev.ID}
 	}
-	first := f.first
-	if first == 0 || first > c.t {
-		first = c.t
+	first, last := c.t, c.t
+	if f.evidence.first != 0 {
+		first = min(first, f.evidence.first)
+		last = max(last, f.evidence.last)
 	}
 	k := alertKey{f.detector, f.family, f.subject}
 	a := e.alerts.upsert(k, e.now)
@@ -497,7 +497,7 @@ func (e *Engine) raise(c *evctx, f *finding) *openAlert {
 			Subject:            f.subject,
 			Workspace:          c.ev.Workspace,
 			FirstSeen:          time.Unix(0, first).UTC(),
-			LastSeen:           c.time(),
+			LastSeen:           time.Unix(0, last).UTC(),
 			Count:              max(len(ids), f.count),
 			Evidence:           Evidence{Figures: f.figures, Observed: f.observed, Summary: f.summary},
 			Mitre:              f.mitre,
@@ -505,7 +505,7 @@ func (e *Engine) raise(c *evctx, f *finding) *openAlert {
 			Status:             StatusOpen,
 		},
 		firstNS:  first,
-		lastNS:   c.t,
+		lastNS:   last,
 		suppress: c.s.suppress[detectorIndex(f.detector)],
 		seq:      e.seq,
 		lastEmit: c.t,
@@ -557,6 +557,39 @@ func (e *Engine) expireAlerts() {
 }
 
 // ----- helpers shared by the detectors -----
+
+// evidence is a set of event ids and the span of their times.
+type evidence struct {
+	ids         []string
+	first, last int64
+}
+
+// recentEvidence returns the newest k stamps of r as evidence.
+func recentEvidence(r *ring, k int) evidence {
+	k = min(k, r.len())
+	ev := evidence{ids: make([]string, 0, k)}
+	for i := r.len() - k; i < r.len(); i++ {
+		s := r.at(i)
+		ev.ids = append(ev.ids, s.id)
+		if ev.first == 0 || s.t < ev.first {
+			ev.first = s.t
+		}
+		ev.last = max(ev.last, s.t)
+	}
+	return ev
+}
+
+// windowEvidence returns the values of d as evidence, oldest first.
+func windowEvidence(d *distinctWindow) evidence {
+	ev := evidence{ids: d.ids(nil)}
+	for i, s := range d.e {
+		if i == 0 || s.t < ev.first {
+			ev.first = s.t
+		}
+		ev.last = max(ev.last, s.t)
+	}
+	return ev
+}
 
 // principal is who made a request: the user when there is one, else the
 // client IP.

@@ -79,6 +79,9 @@ type exSlot struct {
 
 const exSlots = 5
 
+// slotOf maps a slot index (negative before 1970) to its place in the ring.
+func slotOf(idx int64) int { return int((idx%exSlots + exSlots) % exSlots) }
+
 const exEvidence = MaxFirstEvidence + MaxLastEvidence
 
 func newExfiltration(e *Engine, lim Limits) *exfiltration {
@@ -106,17 +109,32 @@ func (x *exfiltration) process(c *evctx) {
 	if !c.ok {
 		return
 	}
-	slot := &st.slots[st.cur%exSlots]
+	// A late event counts in its own slot while that slot is still in the
+	// window, and in the baseline while its window is the current one;
+	// older than that, it can no longer change what is judged.
+	slotLen := max(1, W/exSlots)
+	slot := &st.slots[slotOf(c.t/slotLen)]
+	if slot.idx != c.t/slotLen {
+		return
+	}
+	current := slot.idx == st.cur
+	inWindow := c.t/W == st.win
 	slot.events++
-	st.winEvents++
+	if inWindow {
+		st.winEvents++
+	}
 	if ev.BytesOut > 0 {
 		slot.bytes += ev.BytesOut
-		st.winBytes += ev.BytesOut
+		if inWindow {
+			st.winBytes += ev.BytesOut
+		}
 	}
-	if get {
+	if get && current {
 		if _, rec, _, _, ok := recordRef(ev.Path); ok && st.curSet.n <= cfg.MaxRecords && st.curSet.add(rec) {
 			slot.records++
-			st.winRecords++
+			if inWindow {
+				st.winRecords++
+			}
 		}
 	}
 	st.recent.push(stamp{t: c.t, id: ev.ID}, exEvidence)
@@ -153,10 +171,9 @@ func (x *exfiltration) process(c *evctx) {
 		return
 	}
 	st.alerted = true
-	ids, first := recentEvidence(&st.recent, exEvidence)
 	x.e.raise(c, &finding{
 		detector: DetectorDataExfiltration, rule: ruleBulkDownload, family: famExfiltration,
-		subject: subj, severity: sev, ids: ids, first: first, count: events, refresh: true,
+		subject: subj, severity: sev, evidence: recentEvidence(&st.recent, exEvidence), count: events, refresh: true,
 		figures: map[string]float64{
 			"bytes": math.Round(estB), "records": math.Round(estR), "window_s": seconds(cfg.Window),
 			"max_bytes": float64(cfg.MaxBytes), "max_records": float64(cfg.MaxRecords),
@@ -201,8 +218,8 @@ func (st *exState) sd(m2 float64) float64 {
 }
 
 // roll moves the state to the slot and window of t, folding a finished
-// window into the baseline. A late event (an earlier slot) is counted in the
-// current one: state never goes back in time.
+// window into the baseline. A late event (an earlier slot) does not move it:
+// state never goes back in time.
 func (x *exfiltration) roll(st *exState, t, W int64) {
 	slotLen := max(1, W/exSlots)
 	idx := t / slotLen
@@ -225,8 +242,13 @@ func (x *exfiltration) roll(st *exState, t, W int64) {
 		st.win = w
 		st.winBytes, st.winRecords, st.winEvents, st.alerted = 0, 0, 0, false
 	}
+	// Slots skipped over (a quiet stretch) must not keep old counts under
+	// an index that a late event could match.
+	for i := max(st.cur+1, idx-exSlots+1); st.started && i < idx; i++ {
+		st.slots[slotOf(i)] = exSlot{idx: i}
+	}
 	st.cur, st.started = idx, true
-	st.slots[idx%exSlots] = exSlot{idx: idx}
+	st.slots[slotOf(idx)] = exSlot{idx: idx}
 	st.curSet.reset()
 }
 
@@ -280,10 +302,11 @@ func (x *exfiltration) enumeration(c *evctx, st *exState, subj Subject) {
 
 func (x *exfiltration) raiseEnumeration(c *evctx, st *exState, subj Subject, what string, run, threshold int, from, to int64) {
 	ev := c.ev
-	ids, _ := recentEvidence(&st.runIDs, exEvidence)
+	evd := recentEvidence(&st.runIDs, exEvidence)
+	evd.first = min(evd.first, st.runFirstT)
 	x.e.raise(c, &finding{
 		detector: DetectorDataExfiltration, rule: ruleEnumeration, family: famExfiltration,
-		subject: subj, severity: SeverityHigh, ids: ids, first: st.runFirstT, count: run, refresh: true,
+		subject: subj, severity: SeverityHigh, evidence: evd, count: run, refresh: true,
 		figures: map[string]float64{
 			"sequential_" + what: float64(run), "threshold": float64(threshold),
 			"first_" + what[:len(what)-1]: float64(from), "last_" + what[:len(what)-1]: float64(to),

@@ -79,11 +79,10 @@ func (m *massDeletion) process(c *evctx) {
 	if len(why) > 0 {
 		summary += ": " + strings.Join(why, " and ")
 	}
-	ids, first := recentEvidence(&st.recent, n)
 	names := st.typeNames(cutoff)
 	m.e.raise(c, &finding{
 		detector: DetectorMassDeletion, rule: ruleBulkDelete, subject: subj, severity: sev,
-		ids: ids, first: first, count: n, refresh: true,
+		evidence: recentEvidence(&st.recent, n), count: n, refresh: true,
 		figures: map[string]float64{
 			"deletes": float64(n), "threshold": float64(th), "window_s": seconds(cfg.Deletes.Window),
 			"resource_types": float64(types), "critical_resource_types": float64(cfg.CriticalResourceTypes),

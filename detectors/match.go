@@ -17,8 +17,8 @@ type route struct {
 	glob    bool
 }
 
-func compileRoute(p string) (route, error) {
-	p = strings.TrimSpace(p)
+func compileRoute(pattern string) (route, error) {
+	p := strings.TrimSpace(pattern)
 	var r route
 	if p == "" {
 		return r, fmt.Errorf("empty route pattern")
@@ -28,7 +28,7 @@ func compileRoute(p string) (route, error) {
 			for _, x := range strings.Split(m, ",") {
 				x = strings.ToUpper(strings.TrimSpace(x))
 				if x == "" {
-					return r, fmt.Errorf("route %q: empty method", p)
+					return r, fmt.Errorf("route %q: empty method", pattern)
 				}
 				r.methods = append(r.methods, x)
 			}
@@ -36,7 +36,7 @@ func compileRoute(p string) (route, error) {
 		p = strings.TrimSpace(path)
 	}
 	if p == "" || (p[0] != '/' && p[0] != '*') {
-		return r, fmt.Errorf("route %q: the path must start with / or *", p)
+		return r, fmt.Errorf("route %q: the path must start with / or *", pattern)
 	}
 	r.path = strings.ToLower(p)
 	r.glob = strings.Contains(p, "*")

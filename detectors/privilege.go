@@ -112,7 +112,7 @@ func (pe *privilegeEscalation) process(c *evctx) {
 		secs := (c.t - denied.t) / int64(time.Second)
 		e.raise(c, &finding{
 			detector: DetectorPrivilegeEscalation, rule: ruleDeniedThenAllowed, family: famAdminAccess,
-			subject: subj, severity: SeverityHigh, ids: []string{denied.id, ev.ID}, first: denied.t,
+			subject: subj, severity: SeverityHigh, evidence: evidence{ids: []string{denied.id, ev.ID}, first: denied.t, last: c.t},
 			figures: map[string]float64{
 				"denied_status": 403, "allowed_status": float64(ev.Status),
 				"seconds_between": float64(secs), "window_s": seconds(cfg.DeniedWindow),

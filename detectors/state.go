@@ -164,20 +164,35 @@ type leaky struct {
 }
 
 // pour adds one token at now and reports an overflow, after which the bucket
-// is empty again. An event older than the last one does not leak (state
-// never goes backwards in time).
+// is empty again. State never goes back in time: an event older than the
+// last one adds only what would be left of its token by now (nothing if it
+// is a whole leak period late), which is exactly where the content would be
+// had it arrived in order.
 func (b *leaky) pour(now int64, c Bucket) bool {
 	leak := int64(c.LeakSpeed)
 	if c.Capacity < 0 || leak <= 0 {
 		return false
 	}
-	b.drain(now, leak)
-	b.fill += leak
+	add := b.late(now, leak)
+	if add <= 0 {
+		return false
+	}
+	b.fill += add
 	if b.fill > int64(c.Capacity)*leak {
 		b.fill = 0
 		return true
 	}
 	return false
+}
+
+// late drains the bucket to now and returns what a token poured at now is
+// still worth.
+func (b *leaky) late(now, leak int64) int64 {
+	b.drain(now, leak)
+	if now < b.last {
+		return leak - (b.last - now)
+	}
+	return leak
 }
 
 func (b *leaky) drain(now, leak int64) {
@@ -215,7 +230,10 @@ func (b *distinctLeaky) pour(now int64, value uint64, c Bucket) (overflow, fresh
 	if c.Capacity < 0 || leak <= 0 {
 		return false, false
 	}
-	b.drain(now, leak)
+	add := b.late(now, leak)
+	if add <= 0 {
+		return false, false
+	}
 	if b.fill == 0 {
 		b.seen.reset()
 	}
@@ -229,7 +247,7 @@ func (b *distinctLeaky) pour(now int64, value uint64, c Bucket) (overflow, fresh
 		b.seen.reset()
 		b.seen.add(value)
 	}
-	b.fill += leak
+	b.fill += add
 	if b.fill > int64(c.Capacity)*leak {
 		b.fill = 0
 		b.seen.reset()
@@ -423,9 +441,4 @@ func (d *distinctWindow) ids(dst []string) []string {
 		dst = append(dst, s.id)
 	}
 	return dst
-}
-
-func (d *distinctWindow) reset() {
-	clear(d.e)
-	d.e = d.e[:0]
 }

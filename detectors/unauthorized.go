@@ -91,8 +91,7 @@ func (u *unauthorizedAccess) process(c *evctx) {
 	if (ev.Status == 401 || ev.Status == 403) && !c.login {
 		ps.deniedRecent.push(stamp{t: c.t, id: ev.ID}, cfg.Denied.Capacity+1)
 		if ps.denied.pour(c.t, cfg.Denied) {
-			ids, first := recentEvidence(&ps.deniedRecent, cfg.Denied.Capacity+1)
-			f := u.probeFinding(c, subj, ruleDeniedBurst, SeverityMedium, ids, first)
+			f := u.probeFinding(c, subj, ruleDeniedBurst, SeverityMedium, recentEvidence(&ps.deniedRecent, cfg.Denied.Capacity+1))
 			f.figures = map[string]float64{
 				"denied": float64(cfg.Denied.Capacity + 1), "capacity": float64(cfg.Denied.Capacity),
 				"leak_s": seconds(cfg.Denied.LeakSpeed),
@@ -121,10 +120,9 @@ func (u *unauthorizedAccess) process(c *evctx) {
 	if unauth {
 		ip.unauthRecent.push(stamp{t: c.t, id: ev.ID}, cfg.Unauthenticated.Capacity+1)
 		if ip.unauth.pour(c.t, cfg.Unauthenticated) {
-			ids, first := recentEvidence(&ip.unauthRecent, cfg.Unauthenticated.Capacity+1)
 			e.raise(c, &finding{
 				detector: DetectorUnauthorizedAccess, rule: ruleUnauthenticatedAPI, subject: ipSubj,
-				severity: SeverityHigh, ids: ids, first: first,
+				severity: SeverityHigh, evidence: recentEvidence(&ip.unauthRecent, cfg.Unauthenticated.Capacity+1),
 				figures: map[string]float64{
 					"unauthenticated_2xx": float64(cfg.Unauthenticated.Capacity + 1),
 					"capacity":            float64(cfg.Unauthenticated.Capacity),
@@ -193,8 +191,7 @@ func (u *unauthorizedAccess) static(s *settings, path string) bool {
 }
 
 func (u *unauthorizedAccess) bucketFinding(c *evctx, ip *unIP, rule, sev string, b Bucket, figure, summary string) *finding {
-	ids, first := recentEvidence(&ip.recent, b.Capacity+1)
-	f := u.probeFinding(c, ipSubject(c.ev), rule, sev, ids, first)
+	f := u.probeFinding(c, ipSubject(c.ev), rule, sev, recentEvidence(&ip.recent, b.Capacity+1))
 	f.figures = map[string]float64{
 		figure: float64(b.Capacity + 1), "capacity": float64(b.Capacity), "leak_s": seconds(b.LeakSpeed),
 	}
@@ -202,11 +199,11 @@ func (u *unauthorizedAccess) bucketFinding(c *evctx, ip *unIP, rule, sev string,
 	return f
 }
 
-func (u *unauthorizedAccess) probeFinding(c *evctx, subj Subject, rule, sev string, ids []string, first int64) *finding {
+func (u *unauthorizedAccess) probeFinding(c *evctx, subj Subject, rule, sev string, evd evidence) *finding {
 	ev := c.ev
 	f := &finding{
 		detector: DetectorUnauthorizedAccess, rule: rule, family: famProbing, subject: subj, severity: sev,
-		ids: ids, first: first,
+		evidence: evd,
 		observed: map[string]string{rule + "_last_path": ev.Path},
 		mitre:    mitreActiveScanning,
 	}
@@ -222,6 +219,12 @@ func (u *unauthorizedAccess) probeFinding(c *evctx, subj Subject, rule, sev stri
 			"Check that none of the probed paths answered 2xx: search events with client_ip=" + subj.Value + " and status below 400",
 			"If " + subj.Value + " is your own vulnerability scanner, allow-list it in the detector config instead",
 		}
+	} else {
+		f.actions = []string{
+			"Review the paths " + describe(subj) + " was refused (search events by user and status 4xx): a broken client, or someone mapping what they can reach",
+			"Check that none of those paths answered 2xx for " + subj.Value,
+			"Suspend the sessions of " + subj.Value + " if the paths target other users' or workspaces' data",
+		}
 	}
 	return f
 }
@@ -234,10 +237,13 @@ func (u *unauthorizedAccess) errorRatio(c *evctx, ps *unPrincipal, subj Subject,
 	if W <= 0 || r.MinPaths < 0 {
 		return
 	}
-	if w := c.t / W; !ps.started || w > ps.win {
+	switch w := c.t / W; {
+	case !ps.started || w > ps.win:
 		ps.win, ps.started = w, true
 		ps.total, ps.errs = 0, 0
 		ps.paths.reset()
+	case w < ps.win:
+		return // a late event of a finished window
 	}
 	ps.total++
 	if !is4xx {
@@ -251,7 +257,7 @@ func (u *unauthorizedAccess) errorRatio(c *evctx, ps *unPrincipal, subj Subject,
 	if ps.total < r.MinRequests || ratio < r.MinRatio || ps.paths.n < r.MinPaths {
 		return
 	}
-	f := u.probeFinding(c, subj, ruleErrorRatio, SeverityMedium, nil, 0)
+	f := u.probeFinding(c, subj, ruleErrorRatio, SeverityMedium, evidence{})
 	f.count = ps.errs
 	f.refresh = true
 	f.figures = map[string]float64{
