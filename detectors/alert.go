@@ -162,10 +162,11 @@ type Alert struct {
 	Subject Subject `json:"subject"`
 	// Workspace is the workspace of the first event, if it had one.
 	Workspace string `json:"workspace,omitempty"`
-	// FirstSeen and LastSeen are the event times of the first and last
-	// events counted into the alert.
+	// FirstSeen is the event time of the first event counted into the
+	// alert.
 	FirstSeen time.Time `json:"first_seen"`
-	LastSeen  time.Time `json:"last_seen"`
+	// LastSeen is the event time of the last event counted into the alert.
+	LastSeen time.Time `json:"last_seen"`
 	// Count is how many events were counted into the alert.
 	Count int `json:"count"`
 	// Evidence explains the alert.

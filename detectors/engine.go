@@ -451,8 +451,11 @@ func (e *Engine) raise(c *evctx, f *finding) *openAlert {
 		escalated := false
 		if severityRank(f.severity) > severityRank(a.a.Severity) {
 			a.a.Severity = f.severity
-			a.a.Evidence.Summary = f.summary
 			escalated = true
+		}
+		if escalated || f.refresh {
+			// The summary follows the strongest, then the latest, finding.
+			a.a.Evidence.Summary = f.summary
 		}
 		for k, v := range f.figures {
 			if _, ok := a.a.Evidence.Figures[k]; !ok || escalated || f.refresh {

@@ -120,6 +120,24 @@ func TestMixedRun(t *testing.T) {
 			strings.Join(r.rules, ","), strings.Join(r.alsoFired, " "))
 	}
 	per100k := float64(len(fps)) * 100000 / float64(s.Benign)
+	fmt.Fprintf(&b, "\n%-21s %-8s %-6s %s\n", "detector", "expected", "found", "false positives")
+	for _, d := range Detectors {
+		expected, found, fp := 0, 0, 0
+		for i, at := range s.Attacks {
+			if at.Detector == d {
+				expected++
+				if rows[i].found > 0 && rows[i].severity == at.Severity {
+					found++
+				}
+			}
+		}
+		for _, a := range fps {
+			if a.Detector == d {
+				fp++
+			}
+		}
+		fmt.Fprintf(&b, "%-21s %-8d %-6d %d\n", d, expected, found, fp)
+	}
 	fmt.Fprintf(&b, "false positives: %d (%.2f per 100k benign events)\n", len(fps), per100k)
 	for _, a := range fps {
 		fmt.Fprintf(&b, "  FP %s/%s %s %s %s: %s\n", a.Detector, a.Rule, a.Severity, a.Subject.Kind, a.Subject.Value, a.Evidence.Summary)

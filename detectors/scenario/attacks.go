@@ -238,6 +238,6 @@ func (s *Scenario) InjectUnusualAccess(at time.Time, user, ip, workspace string)
 			Path: fmt.Sprintf("/api/items/%d", 1+r.IntN(20000)), Status: 200, ClientIP: ip, UserAgent: AgentScript,
 			User: user, UserSource: "header", Workspace: workspace, BytesOut: int64(4096 + r.IntN(8192))})
 	}
-	s.Inject(Attack{Name: AttackUnusualAccess, Detector: "unusual_access", Rule: "new_workspace", Severity: "high",
+	s.Inject(Attack{Name: AttackUnusualAccess, Detector: "unusual_access", Rule: "new_ip", Severity: "high",
 		IPs: []string{ip}, Users: []string{user}}, evs)
 }

@@ -107,16 +107,21 @@ type User struct {
 type Attack struct {
 	// Name names the injection, such as "credential_stuffing".
 	Name string `json:"name"`
-	// Detector, Rule and Severity are the expected alert.
+	// Detector is the detector that should raise the alert.
 	Detector string `json:"detector"`
-	Rule     string `json:"rule"`
+	// Rule is the rule expected to open it (for the record; the severity is
+	// what the mixed run checks).
+	Rule string `json:"rule"`
+	// Severity is the severity the alert should reach.
 	Severity string `json:"severity"`
-	// Start and End bound the attack's events.
+	// Start is the time of the attack's first event.
 	Start time.Time `json:"start"`
-	End   time.Time `json:"end"`
-	// IPs and Users are the attack's subjects: an alert about one of them
+	// End is the time of its last event.
+	End time.Time `json:"end"`
+	// IPs are the attack's client addresses: an alert about one of them
 	// within the attack's time belongs to the attack.
-	IPs   []string `json:"ips"`
+	IPs []string `json:"ips"`
+	// Users are the accounts the attack uses or targets, likewise.
 	Users []string `json:"users"`
 	// Events is how many events the attack injected.
 	Events int `json:"events"`
@@ -124,9 +129,12 @@ type Attack struct {
 
 // Scenario is generated traffic.
 type Scenario struct {
-	Options    Options
+	// Options are the options it was generated with, defaults filled in.
+	Options Options
+	// Workspaces are the simulated tenants.
 	Workspaces []Workspace
-	Users      []User
+	// Users are the simulated people.
+	Users []User
 	// Events are in event-time order, with deterministic ids and sequence
 	// numbers.
 	Events []storage.Event
