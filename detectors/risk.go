@@ -1,8 +1,11 @@
 package detectors
 
 import (
+	"bytes"
 	"strconv"
 	"strings"
+
+	"github.com/dustin/go-humanize"
 
 	"github.com/caddy-audit/caddy-audit/storage"
 )
@@ -31,10 +34,45 @@ const (
 // SuspiciousScore is the score from which an event is flagged suspicious.
 const SuspiciousScore = 40
 
+// Scorer scores single events from stateless, explainable factors. Its
+// configurable parts (the privileged routes and the large-response size)
+// come from Config; NewScorer compiles them once. A Scorer is read-only
+// after NewScorer and safe for concurrent use.
+//
+// Stateful factors (off-hours for the workspace, a first-seen IP or user
+// agent for an established user) are not scored here: in the pipeline the
+// event is committed before the engine sees it, and scoring must stay cheap
+// on the request path. The engine reports them as unusual_access alerts
+// instead of rewriting stored scores.
+type Scorer struct {
+	admin, roleChange routes
+	largeResponse     int64
+	largeDetail       string
+}
+
+// NewScorer builds a Scorer from cfg (zero fields take their defaults).
+func NewScorer(cfg Config) *Scorer {
+	cfg = cfg.WithDefaults()
+	s := &Scorer{
+		admin:         compileRoutes(cfg.Routes.Admin),
+		roleChange:    compileRoutes(cfg.Routes.RoleChange),
+		largeResponse: cfg.Risk.LargeResponseBytes,
+	}
+	if s.largeResponse > 0 {
+		s.largeDetail = "response above " + humanize.IBytes(uint64(s.largeResponse))
+	}
+	return s
+}
+
+var defaultScorer = NewScorer(Config{})
+
+// Score fills ev's risk fields with the default Scorer.
+func Score(ev *storage.Event) { defaultScorer.Score(ev) }
+
 // Score fills ev's risk fields from the request alone. It is stateless and
 // allocation-light because it runs on the request path; anything that needs
 // history belongs in a detector.
-func Score(ev *storage.Event) {
+func (s *Scorer) Score(ev *storage.Event) {
 	factors := ev.RiskFactors[:0]
 	add := func(name string, points int, detail string) {
 		factors = append(factors, storage.RiskFactor{Name: name, Points: points, Detail: detail})
@@ -51,11 +89,26 @@ func Score(ev *storage.Event) {
 		add("scanner_user_agent", Critical, tool)
 	}
 	lowerPath := strings.ToLower(ev.Path)
-	if p := sensitivePath(lowerPath); p != "" {
-		add("sensitive_path", Error, p)
+	sensitive := sensitivePath(lowerPath)
+	if sensitive != "" {
+		add("sensitive_path", Error, sensitive)
 	}
-	target := lowerPath + "?" + strings.ToLower(ev.Query)
-	if kind := attackPattern(target); kind != "" {
+	admin := s.admin.match(ev.Method, ev.Path)
+	role := ev.Method != "GET" && ev.Method != "HEAD" && s.roleChange.match(ev.Method, ev.Path)
+	switch {
+	case admin && sensitive == "":
+		// "/admin" is already a sensitive path; do not count it twice.
+		add("privileged_route", Error, "admin route")
+	case role:
+		add("privileged_route", Warning, "role or permission change")
+	}
+	// Path and query are checked apart: joining them would allocate, and no
+	// pattern spans the "?".
+	kind := attackPattern(lowerPath)
+	if kind == "" && ev.Query != "" {
+		kind = attackPattern(lowerQuery(ev.Query))
+	}
+	if kind != "" {
 		add("attack_pattern", Critical, kind)
 	}
 	if ev.Method == "DELETE" && ev.Status < 400 {
@@ -65,9 +118,12 @@ func Score(ev *storage.Event) {
 		// Claimed identities are worth a look only when they reach
 		// privileged routes; elsewhere they are the normal case for a
 		// header-based legacy app.
-		if strings.HasPrefix(lowerPath, "/admin") {
-			add("unverified_identity", Notice, "claimed user on an admin route")
+		if admin || role || strings.HasPrefix(lowerPath, "/admin") {
+			add("unverified_identity", Notice, "claimed user on a privileged route")
 		}
+	}
+	if s.largeResponse > 0 && ev.BytesOut > s.largeResponse {
+		add("large_response", Notice, s.largeDetail)
 	}
 	points := 0
 	for _, f := range factors {
@@ -81,6 +137,17 @@ func Score(ev *storage.Event) {
 	ev.RiskScore = score
 	ev.RiskLevel = Level(score)
 	ev.Suspicious = score >= SuspiciousScore
+}
+
+// lowerQuery lowers a query only when it has upper-case letters, so the
+// common case does not allocate.
+func lowerQuery(q string) string {
+	for i := 0; i < len(q); i++ {
+		if c := q[i]; 'A' <= c && c <= 'Z' || c >= 0x80 {
+			return strings.ToLower(q)
+		}
+	}
+	return q
 }
 
 // Level names a score's band.
@@ -98,21 +165,49 @@ func Level(score int) string {
 
 var scannerAgents = []string{"sqlmap", "nikto", "nmap", "masscan", "zgrab", "nuclei", "gobuster", "dirbuster", "wpscan", "acunetix", "nessus", "openvas", "hydra", "ffuf", "feroxbuster", "burpcollaborator"}
 
+// scannerAgent lowers the agent into a stack buffer instead of calling
+// strings.ToLower: every browser agent has capitals, and the copy was the
+// only allocation on the benign path.
 func scannerAgent(ua string) string {
-	ua = strings.ToLower(ua)
-	for _, s := range scannerAgents {
-		if strings.Contains(ua, s) {
-			return s
+	var buf [512]byte
+	if len(ua) > len(buf) {
+		ua = ua[:len(buf)] // tools put their name first; the tail is noise
+	}
+	b := buf[:len(ua)]
+	for i := 0; i < len(ua); i++ {
+		b[i] = lowerASCII(ua[i])
+	}
+	for i, s := range scannerAgentBytes {
+		if bytes.Contains(b, s) {
+			return scannerAgents[i]
 		}
 	}
 	return ""
 }
 
+var scannerAgentBytes = func() [][]byte {
+	out := make([][]byte, len(scannerAgents))
+	for i, s := range scannerAgents {
+		out[i] = []byte(s)
+	}
+	return out
+}()
+
 var sensitivePaths = []string{"/.env", "/.git", "/.svn", "/.htaccess", "/.htpasswd", "/wp-admin", "/wp-login", "/phpmyadmin", "/server-status", "/actuator", "/etc/passwd", "/.aws", "/.ssh", "/backup", "/config.php", "/web.config", "/admin"}
 
+// sensitiveDirs are sensitivePaths with a trailing slash, built once:
+// concatenating them per request was half of Score's time.
+var sensitiveDirs = func() []string {
+	out := make([]string, len(sensitivePaths))
+	for i, p := range sensitivePaths {
+		out[i] = p + "/"
+	}
+	return out
+}()
+
 func sensitivePath(lowerPath string) string {
-	for _, p := range sensitivePaths {
-		if strings.HasPrefix(lowerPath, p) || strings.Contains(lowerPath, p+"/") {
+	for i, p := range sensitivePaths {
+		if strings.HasPrefix(lowerPath, p) || strings.Contains(lowerPath, sensitiveDirs[i]) {
 			return p
 		}
 	}

@@ -23,6 +23,10 @@ func TestScore(t *testing.T) {
 		{"failed delete is not destructive", storage.Event{Kind: storage.KindHTTP, Method: "DELETE", Path: "/api/items/1", Status: 404}, nil, LevelLow, false},
 		{"upstream error", storage.Event{Kind: storage.KindHTTP, Method: "GET", Path: "/", Status: 502}, []string{"upstream_error"}, LevelLow, false},
 		{"verified admin", storage.Event{Kind: storage.KindHTTP, Method: "GET", Path: "/admin", Status: 200, User: "root", UserVerified: true}, []string{"sensitive_path"}, LevelMedium, false},
+		{"role change by a claimed user", storage.Event{Kind: storage.KindHTTP, Method: "PUT", Path: "/api/users/bob/roles", Status: 200, User: "bob"}, []string{"privileged_route", "unverified_identity"}, LevelMedium, false},
+		{"reading roles is not a change", storage.Event{Kind: storage.KindHTTP, Method: "GET", Path: "/api/users/bob/roles", Status: 200, User: "bob", UserVerified: true}, nil, LevelLow, false},
+		{"large response", storage.Event{Kind: storage.KindHTTP, Method: "GET", Path: "/api/export", Status: 200, BytesOut: 11 << 20}, []string{"large_response"}, LevelLow, false},
+		{"upper-case query attack", storage.Event{Kind: storage.KindHTTP, Method: "GET", Path: "/search", Query: "q=%3CSCRIPT%3Ealert(1)", Status: 200}, []string{"attack_pattern"}, LevelMedium, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -52,6 +56,27 @@ func TestScore(t *testing.T) {
 				t.Errorf("level %s suspicious %v, want %s %v (score %d)", ev.RiskLevel, ev.Suspicious, tt.level, tt.suspicious, ev.RiskScore)
 			}
 		})
+	}
+}
+
+// The configurable factors: custom admin routes and response size.
+func TestScorerConfig(t *testing.T) {
+	cfg := Config{Routes: Routes{Admin: []string{"/manage"}}, Risk: RiskConfig{LargeResponseBytes: 1000}}
+	s := NewScorer(cfg)
+	ev := storage.Event{Kind: storage.KindHTTP, Method: "GET", Path: "/manage/users", Status: 200, BytesOut: 5000, User: "x"}
+	s.Score(&ev)
+	var names []string
+	for _, f := range ev.RiskFactors {
+		names = append(names, f.Name)
+	}
+	if len(names) != 3 || names[0] != "privileged_route" || names[1] != "unverified_identity" || names[2] != "large_response" {
+		t.Errorf("factors %v", names)
+	}
+	off := NewScorer(Config{Risk: RiskConfig{LargeResponseBytes: -1}})
+	ev = storage.Event{Kind: storage.KindHTTP, Method: "GET", Path: "/x", Status: 200, BytesOut: 1 << 40}
+	off.Score(&ev)
+	if len(ev.RiskFactors) != 0 {
+		t.Errorf("large_response turned off still scored: %v", ev.RiskFactors)
 	}
 }
 
