@@ -169,7 +169,13 @@ func (s *Store) Query(f Filter, limit int, cursor string) (Page, error) {
 		events := tx.Bucket(bucketEvents)
 		var last pos // position of the last event on the page
 		for scanned := 0; ; {
-			at, steps, st := w.next(scanBudget - scanned)
+			budget := scanBudget - scanned
+			if scanned == 0 {
+				// At least one seek per list guarantees progress: a full
+				// round either finds a match or lowers the candidate.
+				budget = max(budget, len(p.its))
+			}
+			at, steps, st := w.next(budget)
 			scanned += steps
 			switch {
 			case st == walkDone:
