@@ -238,33 +238,56 @@ func topFromIndex(ctx context.Context, tx *bolt.Tx, f *Filter, id indexID, n int
 	if err != nil {
 		return false, err
 	}
-	h := &keyCountHeap{}
+	var items []KeyCount
 	var sum int64
-	cut := false
-	_, err = countIndex(ctx, tx, id, p.lo, p.hi, func(v []byte, count int64) {
+	cut, approximate := false, false
+	count := func(v []byte, cnt int64) {
 		if len(v) >= maxIndexedValue {
 			cut = true
 		}
-		sum += count
-		heap.Push(h, KeyCount{Key: string(v), Count: count})
-		if h.Len() > n {
-			heap.Pop(h)
+		sum += cnt
+	}
+	if indexes[id].partitioned {
+		// A value's counts arrive once per day: add them up, in bounded
+		// memory.
+		c := newTopCounter(max(topCapacity, n))
+		_, err = countIndex(ctx, tx, id, p.lo, p.hi, func(v []byte, cnt int64) {
+			if len(v) < 4 {
+				return // not a key this package wrote
+			}
+			count(v, cnt)
+			c.add(string(v[4:]), cnt, -1)
+		})
+		for _, e := range c.top(n) {
+			items = append(items, KeyCount{Key: e.key, Count: e.count, Error: e.err})
 		}
-	})
+		approximate = c.evicted
+	} else {
+		// Each value once, in full: keep the n largest.
+		h := &keyCountHeap{}
+		_, err = countIndex(ctx, tx, id, p.lo, p.hi, func(v []byte, cnt int64) {
+			count(v, cnt)
+			heap.Push(h, KeyCount{Key: string(v), Count: cnt})
+			if h.Len() > n {
+				heap.Pop(h)
+			}
+		})
+		items = make([]KeyCount, h.Len())
+		for i := len(items) - 1; i >= 0; i-- {
+			items[i] = heap.Pop(h).(KeyCount)
+		}
+	}
 	if err != nil || cut {
 		return false, err
 	}
-	items := make([]KeyCount, h.Len())
-	for i := len(items) - 1; i >= 0; i-- {
-		items[i] = heap.Pop(h).(KeyCount)
-	}
-	*out = TopCounts{Items: items, Total: total, Missing: total - sum}
+	*out = TopCounts{Items: items, Total: total, Missing: total - sum, Approximate: approximate}
 	return true, nil
 }
 
 // countIndex counts, per value of index id, the entries with positions in
-// [lo, hi], calling fn (if not nil) for each value with a count, in value
-// order, and returns the total. It reads posting blocks only, never
+// [lo, hi], calling fn (if not nil) for each value with a count, in key
+// order (for a partitioned index, once per day and value, with the day in
+// front of the value), and returns the total. It reads posting blocks only, never
 // events: one seek per value, then the blocks in the range.
 func countIndex(ctx context.Context, tx *bolt.Tx, id indexID, lo, hi pos, fn func(value []byte, count int64)) (int64, error) {
 	b, err := indexBucket(tx, id)
@@ -280,6 +303,21 @@ func countIndex(ctx context.Context, tx *bolt.Tx, id indexID, lo, hi pos, fn fun
 		if n%256 == 0 {
 			if err := ctx.Err(); err != nil {
 				return 0, err
+			}
+		}
+		if indexes[id].partitioned {
+			// Skip the partitions outside [lo, hi].
+			day, ok := keyDay(k)
+			if !ok {
+				k, _ = c.Next() // not a key this package wrote
+				continue
+			}
+			if day > int64(hi.t/nsPerDay) {
+				break
+			}
+			if loDay := int64(lo.t / nsPerDay); day < loDay {
+				k, _ = c.Seek(appendEscaped(nil, dayValue(nil, loDay*nsPerDay)))
+				continue
 			}
 		}
 		var prefix []byte

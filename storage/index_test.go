@@ -627,7 +627,7 @@ func checkIndexes(t testing.TB, s *Store) {
 			}
 			ev.Seq = binary.BigEndian.Uint64(k)
 			for id := range numIndexes {
-				if raw, ok := indexes[id].value(ev, nil); ok {
+				if raw, ok := indexValue(nil, id, ev, timeNS(ev.Time)); ok {
 					want[id] = append(want[id], indexEntry{string(valuePrefix(nil, id, raw)), eventPos(ev)})
 				}
 			}

@@ -321,12 +321,7 @@ func newPlan(tx *bolt.Tx, f *Filter) (*plan, error) {
 	// The order is a guess at selectivity, most selective first: each
 	// round of the intersection starts with the first list.
 	steps := []func() error{
-		func() error {
-			if f.RequestID == "" {
-				return nil
-			}
-			return p.requestID(tx, f.RequestID)
-		},
+		func() error { return p.valueIf(tx, f.RequestID != "", idxRequest, str(f.RequestID)) },
 		func() error { return p.valueIf(tx, f.User != "", idxUser, str(f.User)) },
 		func() error { return p.valueIf(tx, f.ClientIP != "", idxIP, str(f.ClientIP)) },
 		func() error {
@@ -405,27 +400,21 @@ func (p *plan) value(tx *bolt.Tx, id indexID, v []byte) error {
 	if err != nil {
 		return err
 	}
-	if len(v) > maxIndexedValue {
-		p.exact = false // the index holds only the first bytes of v
+	if !indexes[id].partitioned {
+		if len(v) > maxIndexedValue {
+			p.exact = false // the index holds only the first bytes of v
+		}
+		p.its = append(p.its, &blockIter{c: b.Cursor(), prefix: valuePrefix(nil, id, v), lo: p.lo})
+		return nil
 	}
-	p.its = append(p.its, &blockIter{c: b.Cursor(), prefix: valuePrefix(nil, id, v), lo: p.lo})
-	return nil
-}
-
-// requestID adds the condition "the request id is id", over the day
-// partitions of its index.
-func (p *plan) requestID(tx *bolt.Tx, id string) error {
-	b, err := indexBucket(tx, idxRequest)
-	if err != nil {
-		return err
-	}
-	if 4+len(id) > maxIndexedValue {
+	if 4+len(v) > maxIndexedValue {
 		p.exact = false
 	}
 	p.its = append(p.its, &partIter{
+		id:    id,
 		find:  b.Cursor(),
 		block: blockIter{c: b.Cursor(), lo: p.lo},
-		id:    []byte(id),
+		value: v,
 		lo:    p.lo,
 		day:   -1,
 	})
@@ -677,13 +666,15 @@ func searchLE(block []pos, target pos) int {
 	return i - 1
 }
 
-// partIter is the posting list of one request id: its lists in each day
-// partition of the index (see dayValue), newest day first. Partitions hold
-// disjoint time ranges, so the list is their concatenation.
+// partIter is the posting list of one value of a partitioned index: its
+// lists in each day partition (see dayValue), newest day first.
+// Partitions hold disjoint time ranges, so the list is their
+// concatenation.
 type partIter struct {
+	id    indexID
 	find  *bolt.Cursor // looks for partitions
 	block blockIter    // the list in the current partition
-	id    []byte
+	value []byte
 	lo    pos
 	day   int64 // the current partition; -1 before the first
 	key   []byte
@@ -693,6 +684,7 @@ type partIter struct {
 func (it *partIter) err() error { return it.block.failed }
 
 func (it *partIter) seekLE(target pos) (pos, bool) {
+	loDay := int64(it.lo.t / nsPerDay)
 	for !it.done {
 		d := int64(target.t / nsPerDay)
 		if it.day >= 0 {
@@ -705,11 +697,12 @@ func (it *partIter) seekLE(target pos) (pos, bool) {
 			// Nothing left in this partition: on to older ones.
 			d = min(d, it.day-1)
 		}
-		if d < int64(it.lo.t/nsPerDay) {
+		if d < loDay {
 			break
 		}
 		// The newest partition at or below day d that has any key: the
-		// last key before day d+1.
+		// one holding the last key before day d+1. A partition without
+		// this value costs these two seeks and one more in the loop.
 		it.key = appendEscaped(it.key[:0], dayValue(nil, (d+1)*nsPerDay))
 		k, _ := it.find.Seek(it.key)
 		if k == nil {
@@ -718,12 +711,12 @@ func (it *partIter) seekLE(target pos) (pos, bool) {
 			k, _ = it.find.Prev()
 		}
 		day, ok := keyDay(k)
-		if !ok || day < int64(it.lo.t/nsPerDay) {
+		if !ok || day < loDay {
 			break
 		}
 		it.day = day
-		value := append(dayValue(nil, day*nsPerDay), it.id...)
-		it.block = blockIter{c: it.block.c, prefix: valuePrefix(it.block.prefix[:0], idxRequest, value), lo: it.lo, block: it.block.block[:0]}
+		value := append(dayValue(nil, day*nsPerDay), it.value...)
+		it.block = blockIter{c: it.block.c, prefix: valuePrefix(it.block.prefix[:0], it.id, value), lo: it.lo, block: it.block.block[:0]}
 	}
 	it.done = true
 	return pos{}, false
