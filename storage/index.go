@@ -496,6 +496,7 @@ func seekBlock(c *bolt.Cursor, prefix []byte, p pos, scratch *[]byte) (k, v []by
 
 // valueOps is what a batch does to one value's list.
 type valueOps struct {
+	value    string
 	add, del []pos
 	// first backs add while it holds one position, which for request ids
 	// is nearly always: no allocation per event.
@@ -510,6 +511,9 @@ type indexBatch struct {
 	// keyArena.
 	puts, dels [numIndexes][][]byte
 	keyArena   []byte
+	// last is the value each index saw last, and its changes: most events
+	// share their kind, risk level, method... with the one before.
+	last [numIndexes]*valueOps
 	// slab hands out valueOps a chunk at a time.
 	slab []valueOps
 	// arena backs the block values written: bbolt keeps a reference to
@@ -598,12 +602,15 @@ func (b *indexBatch) collect(ev *Event, del bool) {
 
 // list returns the pending changes to value v of index id.
 func (b *indexBatch) list(id indexID, v []byte) *valueOps {
+	v = cutValue(v)
+	if last := b.last[id]; last != nil && last.value == string(v) {
+		return last
+	}
 	m := b.ops[id]
 	if m == nil {
 		m = make(map[string]*valueOps)
 		b.ops[id] = m
 	}
-	v = cutValue(v)
 	o := m[string(v)]
 	if o == nil {
 		if len(b.slab) == 0 {
@@ -611,9 +618,11 @@ func (b *indexBatch) list(id indexID, v []byte) *valueOps {
 		}
 		o = &b.slab[0]
 		b.slab = b.slab[1:]
+		o.value = string(v)
 		o.add = o.first[:0]
-		m[string(v)] = o
+		m[o.value] = o
 	}
+	b.last[id] = o
 	return o
 }
 
@@ -681,6 +690,7 @@ func (b *indexBatch) flush() error {
 			}
 		}
 		b.ops[id] = nil
+		b.last[id] = nil
 	}
 	return nil
 }
