@@ -9,7 +9,10 @@
 //
 //	meta        "schema" -> version (uint64, big endian)
 //	events      seq (uint64 BE) -> Event as JSON
-//	idx_time    time (int64 ns BE) | seq (uint64 BE) -> nothing
+//	idx_*       secondary indexes (index.go): esc(value) | 0x00 | time | seq
+//	            -> posting block of (time, seq) positions; idx_time and
+//	            idx_suspicious have no value part, and idx_request_id,
+//	            idx_user and idx_client_ip put the UTC day before the value
 //	keys        key id -> APIKey as JSON
 //	key_hashes  SHA-256 of the key -> key id
 package storage

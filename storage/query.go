@@ -43,10 +43,12 @@ type Filter struct {
 	// From and To bound the event time: From <= time < To. Times outside
 	// 1970-2262 are treated as the nearest end of that range.
 	From, To time.Time
-	// User, ClientIP, Workspace, Kind, Stage, RequestID and RiskLevel match
-	// the event field exactly.
-	User      string
-	ClientIP  string
+	// User matches the event's user exactly.
+	User string
+	// ClientIP matches the event's client address exactly, in the form the
+	// audit handler stores (netip.Addr.String).
+	ClientIP string
+	// Workspace matches the event's workspace exactly.
 	Workspace string
 	// Method matches ignoring ASCII case.
 	Method string
@@ -57,10 +59,16 @@ type Filter struct {
 	StatusClass int
 	// PathPrefix matches events whose escaped path starts with it.
 	PathPrefix string
-	Kind       string
-	Stage      string
-	RequestID  string
-	RiskLevel  string
+	// Kind matches http, admin or lifecycle events.
+	Kind string
+	// Stage matches the stage of http events. It is not indexed: alone,
+	// it is checked on events as they are read (see MaxScan).
+	Stage string
+	// RequestID matches the request id exactly.
+	RequestID string
+	// RiskLevel matches the risk level exactly (low, medium, high,
+	// critical).
+	RiskLevel string
 	// Suspicious, when set, matches events whose suspicious flag equals it.
 	Suspicious *bool
 	// MinRisk matches events with a risk score of at least MinRisk (0-100).
@@ -114,6 +122,8 @@ func (f *Filter) timeOnly() bool {
 
 // Page is one page of a query, newest event first.
 type Page struct {
+	// Events are the matching events, newest first by event time (equal
+	// times in the order they were stored, newest first).
 	Events []Event
 	// NextCursor fetches the next (older) page; empty once nothing older
 	// is left. A page may be short, or empty, and still have a cursor.
@@ -171,9 +181,9 @@ func (s *Store) Query(f Filter, limit int, cursor string) (Page, error) {
 		for scanned := 0; ; {
 			budget := scanBudget - scanned
 			if scanned == 0 {
-				// At least one seek per list guarantees progress: a full
-				// round either finds a match or lowers the candidate.
-				budget = max(budget, len(p.its))
+				// A full round of seeks guarantees progress: it either
+				// finds a match or lowers the candidate.
+				budget = max(budget, p.roundCost())
 			}
 			at, steps, st := w.next(budget)
 			scanned += steps
@@ -386,6 +396,15 @@ func newPlan(tx *bolt.Tx, f *Filter) (*plan, error) {
 	return p, nil
 }
 
+// roundCost is the budget one round of the intersection may need.
+func (p *plan) roundCost() int {
+	n := 0
+	for _, it := range p.its {
+		n += it.width()
+	}
+	return n
+}
+
 // valueIf adds the condition "index id holds v" when cond is true.
 func (p *plan) valueIf(tx *bolt.Tx, cond bool, id indexID, v []byte) error {
 	if !cond {
@@ -582,6 +601,8 @@ type postings interface {
 	seekLE(target pos) (pos, bool)
 	// err reports a corrupt index block met on the way.
 	err() error
+	// width is how many lists one seekLE may move, for the scan budget.
+	width() int
 }
 
 // blockIter is the posting list of one index value, down to a lower bound.
@@ -598,6 +619,8 @@ type blockIter struct {
 }
 
 func (it *blockIter) err() error { return it.failed }
+
+func (it *blockIter) width() int { return 1 }
 
 func (it *blockIter) seekLE(target pos) (pos, bool) {
 	if it.done {
@@ -683,6 +706,11 @@ type partIter struct {
 
 func (it *partIter) err() error { return it.block.failed }
 
+// width is 1: a walk crosses each partition at most once, so partitions
+// add to a query's cost once (a few seeks per day of history), not per
+// step.
+func (it *partIter) width() int { return 1 }
+
 func (it *partIter) seekLE(target pos) (pos, bool) {
 	loDay := int64(it.lo.t / nsPerDay)
 	for !it.done {
@@ -751,6 +779,8 @@ func (u *unionIter) seekLE(target pos) (pos, bool) {
 	return best, found
 }
 
+func (u *unionIter) width() int { return len(u.parts) }
+
 func (u *unionIter) err() error {
 	for _, part := range u.parts {
 		if part.failed != nil {
@@ -780,7 +810,7 @@ const (
 )
 
 // next finds the next position in every list, spending at most budget
-// list seeks (steps says how many it spent). When the budget runs out
+// list seeks, give or take one union (steps says how many it spent). When the budget runs out
 // first it returns walkBudget, with target where to resume.
 func (w *walker) next(budget int) (at pos, steps int, st walkState) {
 	if w.done {
@@ -796,7 +826,7 @@ func (w *walker) next(budget int) (at pos, steps int, st walkState) {
 			return pos{}, steps, walkBudget
 		}
 		k, ok := w.its[i].seekLE(t)
-		steps++
+		steps += w.its[i].width()
 		if !ok {
 			w.done = true
 			return pos{}, steps, walkDone
