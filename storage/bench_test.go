@@ -2,10 +2,12 @@ package storage
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -168,23 +170,33 @@ func reportPercentiles(b *testing.B, lat []time.Duration) {
 }
 
 // BenchmarkDisk1M reports the file size per event of the shared database,
-// and logs where the bytes go.
+// and how much of it the events and the indexes take.
 func BenchmarkDisk1M(b *testing.B) {
 	skipShort(b)
 	s := openBenchDB(b)
 	for i := 0; i < b.N; i++ {
 		_ = s.Size()
 	}
-	b.ReportMetric(float64(s.Size())/benchEvents, "disk-B/event")
+	var events, index int
+	var detail []string
 	_ = s.view(func(tx *bolt.Tx) error {
 		return tx.ForEach(func(name []byte, bk *bolt.Bucket) error {
 			st := bk.Stats()
-			b.Logf("%-16s keys %8d  %7.1f B/event allocated, %5.1f%% used", name, st.KeyN,
-				float64(st.BranchAlloc+st.LeafAlloc)/benchEvents,
-				100*float64(st.BranchInuse+st.LeafInuse)/float64(max(1, st.BranchAlloc+st.LeafAlloc)))
+			alloc := st.BranchAlloc + st.LeafAlloc
+			switch {
+			case string(name) == string(bucketEvents):
+				events += alloc
+			case strings.HasPrefix(string(name), "idx_"):
+				index += alloc
+				detail = append(detail, fmt.Sprintf("%s %.1f", strings.TrimPrefix(string(name), "idx_"), float64(alloc)/benchEvents))
+			}
 			return nil
 		})
 	})
+	b.ReportMetric(float64(s.Size())/benchEvents, "disk-B/event")
+	b.ReportMetric(float64(events)/benchEvents, "events-B/event")
+	b.ReportMetric(float64(index)/benchEvents, "index-B/event")
+	b.Logf("index bytes per event: %s", strings.Join(detail, ", "))
 }
 
 // BenchmarkQueryMixed1M asks for first pages of 100 under filters an
