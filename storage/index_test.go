@@ -771,6 +771,14 @@ func FuzzQueryFilter(f *testing.F) {
 	f.Add("AQAAAAAAAAAAAAAAAAAAAAE", "", "/", "", 0, 0, 50, int64(-1), int64(1<<62), 1)
 	f.Add("AX__________________________", "a\x00b", "/p\x00", "k", 99, 5, 100, propBase.UnixNano(), propBase.UnixNano(), 1000)
 	f.Fuzz(func(t *testing.T, cursor, user, prefix, method string, status, class, minRisk int, from, to int64, limit int) {
+		// Mostly valid numbers, so inputs get past validation (which
+		// TestQueryRejectsBadFilters covers) into planning and walking.
+		if limit%8 != 0 {
+			limit = 1 + int(uint(limit)%MaxPageSize)
+			status = int(uint(status) % 1000)
+			class = int(uint(class) % 6)
+			minRisk = int(uint(minRisk) % 101)
+		}
 		fl := Filter{User: user, PathPrefix: prefix, Method: method, Status: status, StatusClass: class, MinRisk: minRisk, RequestID: user, Workspace: method}
 		if from != 0 {
 			fl.From = time.Unix(0, from)
