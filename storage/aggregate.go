@@ -51,7 +51,8 @@ const maxSeriesPoints = 100_000
 type TimeCount struct {
 	// Start is when the bucket begins, in the location asked for.
 	Start time.Time `json:"start"`
-	Count int64     `json:"count"`
+	// Count is the number of matching events in the bucket.
+	Count int64 `json:"count"`
 }
 
 // CountByTime counts the events matching f per hour or per day in loc
@@ -73,6 +74,9 @@ func (s *Store) CountByTime(ctx context.Context, f Filter, iv Interval, loc *tim
 		return forEachMatch(ctx, tx, &f, false, nil, func(at pos, _ *Event) error {
 			t := at.time()
 			if len(desc) == 0 || t.Before(cur) || !t.Before(curEnd) {
+				if len(desc) == maxSeriesPoints {
+					return fmt.Errorf("%w: the events span more than %d buckets; narrow the time range or count by day", ErrBadFilter, maxSeriesPoints)
+				}
 				cur, curEnd = bucketOf(t, iv, loc)
 				desc = append(desc, TimeCount{Start: cur})
 			}
@@ -146,8 +150,10 @@ func bucketOf(t time.Time, iv Interval, loc *time.Location) (start, end time.Tim
 
 // KeyCount is one value of a field and the number of events that had it.
 type KeyCount struct {
-	Key   string `json:"key"`
-	Count int64  `json:"count"`
+	// Key is the value.
+	Key string `json:"key"`
+	// Count is the number of events with it.
+	Count int64 `json:"count"`
 	// Error is how much Count may overstate the true count; 0 when the
 	// count is exact.
 	Error int64 `json:"error,omitempty"`
@@ -163,12 +169,14 @@ type KeyCount struct {
 // Total/topCapacity events is then still listed, and its Count overstates
 // the truth by at most its Error. Approximate says whether that happened.
 type TopCounts struct {
+	// Items are the values with the most events, most first.
 	Items []KeyCount `json:"items"`
 	// Total is the number of matching events.
 	Total int64 `json:"total"`
 	// Missing is how many of them had no value for the field.
-	Missing     int64 `json:"missing"`
-	Approximate bool  `json:"approximate"`
+	Missing int64 `json:"missing"`
+	// Approximate says counting ran out of exact memory (see above).
+	Approximate bool `json:"approximate"`
 }
 
 // topCapacity is the number of distinct values an aggregation tracks
@@ -468,11 +476,16 @@ func countIndex(ctx context.Context, tx *bolt.Tx, id indexID, lo, hi pos, fn fun
 
 // StatusClassCounts is the number of events per class of HTTP status.
 type StatusClassCounts struct {
+	// Informational counts 1xx statuses.
 	Informational int64 `json:"1xx"`
-	Success       int64 `json:"2xx"`
-	Redirection   int64 `json:"3xx"`
-	ClientError   int64 `json:"4xx"`
-	ServerError   int64 `json:"5xx"`
+	// Success counts 2xx statuses.
+	Success int64 `json:"2xx"`
+	// Redirection counts 3xx statuses.
+	Redirection int64 `json:"3xx"`
+	// ClientError counts 4xx statuses.
+	ClientError int64 `json:"4xx"`
+	// ServerError counts 5xx statuses.
+	ServerError int64 `json:"5xx"`
 	// Other counts events without a status (admin and lifecycle events,
 	// requests that got no response) or with one outside 100-599.
 	Other int64 `json:"other"`
@@ -520,9 +533,12 @@ func (s *Store) CountByStatusClass(ctx context.Context, f Filter) (StatusClassCo
 
 // UserIPs is how many distinct client addresses one user came from.
 type UserIPs struct {
-	User        string `json:"user"`
-	DistinctIPs int    `json:"distinct_ips"`
-	Events      int64  `json:"events"`
+	// User is the user.
+	User string `json:"user"`
+	// DistinctIPs is the number of different client addresses.
+	DistinctIPs int `json:"distinct_ips"`
+	// Events is the number of the user's matching events.
+	Events int64 `json:"events"`
 }
 
 // DistinctIPs is the users with the most distinct client addresses among
@@ -532,8 +548,10 @@ type UserIPs struct {
 // memory; past that, pairs not yet seen are not added, Approximate is set,
 // and DistinctIPs and Events are lower bounds for users first seen after.
 type DistinctIPs struct {
-	Users       []UserIPs `json:"users"`
-	Approximate bool      `json:"approximate"`
+	// Users are the users with the most distinct addresses, most first.
+	Users []UserIPs `json:"users"`
+	// Approximate says the pair budget ran out (see above).
+	Approximate bool `json:"approximate"`
 }
 
 // maxUserIPPairs bounds the memory of DistinctIPsPerUser (about 100 bytes
@@ -599,13 +617,14 @@ func (s *Store) DistinctIPsPerUser(ctx context.Context, f Filter, n int) (Distin
 // FailedAuthCount is one user's or address's failed authentications and
 // authorizations.
 type FailedAuthCount struct {
+	// Key is the user or the client address.
 	Key string `json:"key"`
 	// Status401 counts 401 Unauthorized (authentication failed) and
 	// Status403 403 Forbidden (authenticated, not allowed).
 	Status401 int64 `json:"status_401"`
 	Status403 int64 `json:"status_403"`
-	// Error bounds how many failures of this key may have been counted
-	// for another, when the report is approximate (see TopCounts).
+	// Error is how many of the key's failures may be missing from the two
+	// counts when the report is approximate; 0 when they are exact.
 	Error int64 `json:"error,omitempty"`
 }
 
@@ -613,13 +632,19 @@ type FailedAuthCount struct {
 // addresses with the most 401 and 403 responses among the events matching
 // a filter, most first, and the totals. Memory is bounded as for
 // TopCounts; when Approximate, per-key counts are lower bounds and Error
-// says how many failures may be missing from each.
+// says how many failures may be missing from each. A failure without a
+// user counts only by address, and one without an address only by user.
 type FailedAuth struct {
-	ByUser      []FailedAuthCount `json:"by_user"`
-	ByClientIP  []FailedAuthCount `json:"by_client_ip"`
-	Status401   int64             `json:"status_401"`
-	Status403   int64             `json:"status_403"`
-	Approximate bool              `json:"approximate"`
+	// ByUser lists the users with the most failures.
+	ByUser []FailedAuthCount `json:"by_user"`
+	// ByClientIP lists the client addresses with the most failures.
+	ByClientIP []FailedAuthCount `json:"by_client_ip"`
+	// Status401 and Status403 are the exact totals.
+	Status401 int64 `json:"status_401"`
+	Status403 int64 `json:"status_403"`
+	// Approximate says more distinct users or addresses were seen than
+	// are tracked exactly (see TopCounts).
+	Approximate bool `json:"approximate"`
 }
 
 // FailedAuth counts the 401 and 403 responses among the events matching f
