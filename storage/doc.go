@@ -1,21 +1,25 @@
 // Package storage is the audit trail's embedded store: it owns the record
-// types (events, API keys), writes events to bbolt through a group-commit
+// types (events, API keys, workspaces), writes events to bbolt through a group-commit
 // writer, and answers queries over them.
 //
 // The package knows nothing about HTTP or Caddy. Everything it exports can be
 // used from a plain Go test.
 //
-// Layout of the bbolt file (schema version 1):
+// Layout of the bbolt file (schema version 2):
 //
 //	meta        "schema" -> version (uint64, big endian)
 //	events      seq (uint64 BE) -> envelope (codec.go): the non-personal
 //	            fields as JSON, the personal fields as JSON, their salted
 //	            commitment and salt (schema-1 files held the Event as JSON;
-//	            they are linked and re-encoded on open)
-//	idx_time    time (int64 ns BE) | seq (uint64 BE) -> nothing
+//	            migrate.go re-encodes, links and indexes them on open)
+//	idx_*       secondary indexes (index.go): esc(value) | 0x00 | time | seq
+//	            -> posting block of (time, seq) positions; idx_time and
+//	            idx_suspicious have no value part, and idx_request_id,
+//	            idx_user and idx_client_ip put the UTC day before the value
 //	chain_links seq (uint64 BE) -> the 32-byte chain link, followed by 'T'
 //	            once retention purged the event (chain.go)
 //	checkpoints seq (uint64 BE) -> signed Checkpoint as JSON
+//	workspaces  workspace id -> Workspace settings as JSON
 //	keys        key id -> APIKey as JSON
 //	key_hashes  SHA-256 of the key -> key id
 //

@@ -169,18 +169,22 @@ type indexDef struct {
 	// ok is false when ev is not in the index. Valueless indexes append
 	// nothing.
 	value func(ev *Event, dst []byte) (v []byte, ok bool)
+	// partitioned indexes put the event's day in front of the value (see
+	// dayValue).
+	partitioned bool
+	// single indexes keep one position per block, so a block key is a
+	// whole entry: writes are blind puts and deletes, with no read of the
+	// block before. For request ids, which are (nearly) unique, blocks
+	// would hold one position anyway, and the read was a third of the
+	// index work.
+	single bool
 }
 
 var indexes = [numIndexes]indexDef{
-	idxTime: {bucket: bucketTimeIndex, value: func(ev *Event, dst []byte) ([]byte, bool) { return dst, true }},
-	idxRequest: {bucket: bucketRequestIndex, value: func(ev *Event, dst []byte) ([]byte, bool) {
-		if ev.RequestID == "" {
-			return dst, false
-		}
-		return append(dayValue(dst, timeNS(ev.Time)), ev.RequestID...), true
-	}},
-	idxUser:      {bucket: bucketUserIndex, value: stringValue(func(ev *Event) string { return ev.User })},
-	idxIP:        {bucket: bucketIPIndex, value: stringValue(func(ev *Event) string { return ev.ClientIP })},
+	idxTime:      {bucket: bucketTimeIndex, value: func(ev *Event, dst []byte) ([]byte, bool) { return dst, true }},
+	idxRequest:   {bucket: bucketRequestIndex, partitioned: true, single: true, value: stringValue(func(ev *Event) string { return ev.RequestID })},
+	idxUser:      {bucket: bucketUserIndex, partitioned: true, value: stringValue(func(ev *Event) string { return ev.User })},
+	idxIP:        {bucket: bucketIPIndex, partitioned: true, value: stringValue(func(ev *Event) string { return ev.ClientIP })},
 	idxWorkspace: {bucket: bucketWorkspaceIndex, value: func(ev *Event, dst []byte) ([]byte, bool) { return append(dst, ev.Workspace...), true }},
 	idxStatus: {bucket: bucketStatusIndex, value: func(ev *Event, dst []byte) ([]byte, bool) {
 		if ev.Status < 1 || ev.Status > 0xffff {
@@ -221,6 +225,22 @@ var indexes = [numIndexes]indexDef{
 	idxSuspicious: {bucket: bucketSuspiciousIndex, value: func(ev *Event, dst []byte) ([]byte, bool) { return dst, ev.Suspicious }},
 }
 
+// indexValue appends ev's value in index id, as the index keys it (with
+// the day in front for a partitioned index) but not yet cut; ok is false
+// when ev is not in the index.
+func indexValue(dst []byte, id indexID, ev *Event, ns int64) ([]byte, bool) {
+	def := &indexes[id]
+	if !def.partitioned {
+		return def.value(ev, dst)
+	}
+	n := len(dst)
+	v, ok := def.value(ev, dayValue(dst, ns))
+	if !ok {
+		return dst[:n], false
+	}
+	return v, true
+}
+
 // valueless reports whether an index keys on positions alone.
 func (id indexID) valueless() bool { return id == idxTime || id == idxSuspicious }
 
@@ -240,18 +260,23 @@ func stringValue(field func(*Event) string) func(*Event, []byte) ([]byte, bool) 
 	}
 }
 
-// nsPerDay is the length of a request id index partition.
+// nsPerDay is the length of an index partition.
 const nsPerDay = 24 * 60 * 60 * 1e9
 
-// dayValue appends the request id index partition of a time: its UTC day
-// number, 4 bytes big endian.
+// dayValue appends the partition of a time: its UTC day number, 4 bytes
+// big endian.
 //
-// Request ids are unique, and those that come from a load balancer are
-// random, so a plain index of them takes each new event to a random page
-// of the whole index: every batch rewrites as many pages as it has events
-// (half the ingest rate on the benchmark). Prefixed with the day, inserts
-// stay within today's partition, a few hundred pages, at the price of one
-// or two seeks per day of history for a lookup (see partIter).
+// Request ids, users and client addresses have many values each, and a
+// batch of events touches the newest block of each of its values: in a
+// plain value-major index those blocks are spread over the whole bucket,
+// so a batch rewrote about one page per distinct value (request ids from
+// a load balancer are random: one page per event), and commits spent more
+// time writing index pages than events. With the day in front, the newest
+// blocks of all values sit together in today's partition, a few dozen
+// pages. A lookup pays one or two seeks per day of history it crosses
+// (see partIter); the low-cardinality indexes are not partitioned because
+// their few newest blocks cluster anyway and status-class and prefix
+// queries merge their values.
 func dayValue(dst []byte, ns int64) []byte {
 	return binary.BigEndian.AppendUint32(dst, uint32(ns/nsPerDay))
 }
@@ -470,16 +495,32 @@ func seekBlock(c *bolt.Cursor, prefix []byte, p pos, scratch *[]byte) (k, v []by
 // value), so a batch of events rewrites each value's newest block once.
 
 // valueOps is what a batch does to one value's list.
-type valueOps struct{ add, del []pos }
+type valueOps struct {
+	value    string
+	add, del []pos
+	// first backs add while it holds one position, which for request ids
+	// is nearly always: no allocation per event.
+	first [1]pos
+}
 
 // indexBatch collects index changes in one write transaction.
 type indexBatch struct {
 	tx  *bolt.Tx
 	ops [numIndexes]map[string]*valueOps
+	// puts and dels are the entry keys of single indexes, carved from
+	// keyArena.
+	puts, dels [numIndexes][][]byte
+	keyArena   []byte
+	// last is the value each index saw last, and its changes: most events
+	// share their kind, risk level, method... with the one before.
+	last [numIndexes]*valueOps
+	// slab hands out valueOps a chunk at a time.
+	slab []valueOps
 	// arena backs the block values written: bbolt keeps a reference to
 	// every value until the commit, so they cannot share a buffer that is
 	// reused, but they can be carved from a few large ones.
 	arena []byte
+	key   []byte // block key scratch (bbolt copies keys)
 }
 
 // openBatches holds the batch open in each write transaction, so that
@@ -537,8 +578,17 @@ func (b *indexBatch) collect(ev *Event, del bool) {
 	p := eventPos(ev)
 	var scratch [maxIndexedValue + 32]byte
 	for id := range numIndexes {
-		v, ok := indexes[id].value(ev, scratch[:0])
+		v, ok := indexValue(scratch[:0], id, ev, int64(p.t))
 		if !ok {
+			continue
+		}
+		if indexes[id].single {
+			key := b.entryKey(id, v, p)
+			if del {
+				b.dels[id] = append(b.dels[id], key)
+			} else {
+				b.puts[id] = append(b.puts[id], key)
+			}
 			continue
 		}
 		o := b.list(id, v)
@@ -552,22 +602,46 @@ func (b *indexBatch) collect(ev *Event, del bool) {
 
 // list returns the pending changes to value v of index id.
 func (b *indexBatch) list(id indexID, v []byte) *valueOps {
+	v = cutValue(v)
+	if last := b.last[id]; last != nil && last.value == string(v) {
+		return last
+	}
 	m := b.ops[id]
 	if m == nil {
 		m = make(map[string]*valueOps)
 		b.ops[id] = m
 	}
-	v = cutValue(v)
 	o := m[string(v)]
 	if o == nil {
-		o = new(valueOps)
-		m[string(v)] = o
+		if len(b.slab) == 0 {
+			b.slab = make([]valueOps, 1024)
+		}
+		o = &b.slab[0]
+		b.slab = b.slab[1:]
+		o.value = string(v)
+		o.add = o.first[:0]
+		m[o.value] = o
 	}
+	b.last[id] = o
 	return o
+}
+
+// entryKey returns the key of value v's block holding p alone.
+func (b *indexBatch) entryKey(id indexID, v []byte, p pos) []byte {
+	if cap(b.keyArena)-len(b.keyArena) < 2*maxIndexedValue+1+suffixLen {
+		b.keyArena = make([]byte, 0, 64<<10)
+	}
+	start := len(b.keyArena)
+	b.keyArena = p.append(valuePrefix(b.keyArena, id, v))
+	return b.keyArena[start:len(b.keyArena):len(b.keyArena)]
 }
 
 // drop removes one entry from one value's list.
 func (b *indexBatch) drop(id indexID, v []byte, p pos) {
+	if indexes[id].single {
+		b.dels[id] = append(b.dels[id], b.entryKey(id, v, p))
+		return
+	}
 	o := b.list(id, v)
 	o.del = append(o.del, p)
 }
@@ -575,6 +649,11 @@ func (b *indexBatch) drop(id indexID, v []byte, p pos) {
 // flush writes the collected changes and empties the batch.
 func (b *indexBatch) flush() error {
 	for id := range numIndexes {
+		if len(b.puts[id])+len(b.dels[id]) > 0 {
+			if err := b.flushSingle(id); err != nil {
+				return fmt.Errorf("index %s: %w", indexes[id].bucket, err)
+			}
+		}
 		m := b.ops[id]
 		if len(m) == 0 {
 			continue
@@ -611,7 +690,33 @@ func (b *indexBatch) flush() error {
 			}
 		}
 		b.ops[id] = nil
+		b.last[id] = nil
 	}
+	return nil
+}
+
+// flushSingle writes the entries of a single index: deletions first, as
+// for the others.
+func (b *indexBatch) flushSingle(id indexID) error {
+	bk, err := indexBucket(b.tx, id)
+	if err != nil {
+		return err
+	}
+	bk.FillPercent = indexFillPercent
+	for _, k := range b.dels[id] {
+		if err := bk.Delete(k); err != nil {
+			return err
+		}
+	}
+	// In key order: consecutive puts then descend to the same or the
+	// next leaf, which is in cache.
+	slices.SortFunc(b.puts[id], bytes.Compare)
+	for _, k := range b.puts[id] {
+		if err := bk.Put(k, nil); err != nil {
+			return err
+		}
+	}
+	b.puts[id], b.dels[id] = nil, nil
 	return nil
 }
 
@@ -718,10 +823,8 @@ func (b *indexBatch) writeBlocks(bk *bolt.Bucket, prefix, oldKey []byte, entries
 	}
 	for len(entries) > 0 {
 		n := min(len(entries), maxBlockEntries)
-		// Keys are copied by bbolt; values are not, hence the arena.
-		key := entries[0].append(append(make([]byte, 0, len(prefix)+suffixLen), prefix...))
-		val := b.alloc(appendBlock(nil, entries[:n]))
-		if err := bk.Put(key, val); err != nil {
+		b.key = entries[0].append(append(b.key[:0], prefix...))
+		if err := bk.Put(b.key, b.encode(entries[:n])); err != nil {
 			return err
 		}
 		entries = entries[n:]
@@ -729,16 +832,18 @@ func (b *indexBatch) writeBlocks(bk *bolt.Bucket, prefix, oldKey []byte, entries
 	return nil
 }
 
-// alloc copies v into the arena.
-func (b *indexBatch) alloc(v []byte) []byte {
-	if len(v) == 0 {
+// encode encodes a block into the arena: bbolt keeps a reference to every
+// value until the commit (keys it copies).
+func (b *indexBatch) encode(entries []pos) []byte {
+	if len(entries) < 2 {
 		return nil
 	}
-	if cap(b.arena)-len(b.arena) < len(v) {
-		b.arena = make([]byte, 0, max(64<<10, len(v)))
+	// Two varints per position, at most 10 bytes each.
+	if need := 20 * (len(entries) - 1); cap(b.arena)-len(b.arena) < need {
+		b.arena = make([]byte, 0, max(64<<10, need))
 	}
 	start := len(b.arena)
-	b.arena = append(b.arena, v...)
+	b.arena = appendBlock(b.arena, entries)
 	return b.arena[start:len(b.arena):len(b.arena)]
 }
 

@@ -43,10 +43,12 @@ type Filter struct {
 	// From and To bound the event time: From <= time < To. Times outside
 	// 1970-2262 are treated as the nearest end of that range.
 	From, To time.Time
-	// User, ClientIP, Workspace, Kind, Stage, RequestID and RiskLevel match
-	// the event field exactly.
-	User      string
-	ClientIP  string
+	// User matches the event's user exactly.
+	User string
+	// ClientIP matches the event's client address exactly, in the form the
+	// audit handler stores (netip.Addr.String).
+	ClientIP string
+	// Workspace matches the event's workspace exactly.
 	Workspace string
 	// Method matches ignoring ASCII case.
 	Method string
@@ -57,10 +59,16 @@ type Filter struct {
 	StatusClass int
 	// PathPrefix matches events whose escaped path starts with it.
 	PathPrefix string
-	Kind       string
-	Stage      string
-	RequestID  string
-	RiskLevel  string
+	// Kind matches http, admin or lifecycle events.
+	Kind string
+	// Stage matches the stage of http events. It is not indexed: alone,
+	// it is checked on events as they are read (see MaxScan).
+	Stage string
+	// RequestID matches the request id exactly.
+	RequestID string
+	// RiskLevel matches the risk level exactly (low, medium, high,
+	// critical).
+	RiskLevel string
 	// Suspicious, when set, matches events whose suspicious flag equals it.
 	Suspicious *bool
 	// MinRisk matches events with a risk score of at least MinRisk (0-100).
@@ -114,6 +122,8 @@ func (f *Filter) timeOnly() bool {
 
 // Page is one page of a query, newest event first.
 type Page struct {
+	// Events are the matching events, newest first by event time (equal
+	// times in the order they were stored, newest first).
 	Events []Event
 	// NextCursor fetches the next (older) page; empty once nothing older
 	// is left. A page may be short, or empty, and still have a cursor.
@@ -169,7 +179,13 @@ func (s *Store) Query(f Filter, limit int, cursor string) (Page, error) {
 		events := tx.Bucket(bucketEvents)
 		var last pos // position of the last event on the page
 		for scanned := 0; ; {
-			at, steps, st := w.next(scanBudget - scanned)
+			budget := scanBudget - scanned
+			if scanned == 0 {
+				// A full round of seeks guarantees progress: it either
+				// finds a match or lowers the candidate.
+				budget = max(budget, p.roundCost())
+			}
+			at, steps, st := w.next(budget)
 			scanned += steps
 			switch {
 			case st == walkDone:
@@ -315,12 +331,7 @@ func newPlan(tx *bolt.Tx, f *Filter) (*plan, error) {
 	// The order is a guess at selectivity, most selective first: each
 	// round of the intersection starts with the first list.
 	steps := []func() error{
-		func() error {
-			if f.RequestID == "" {
-				return nil
-			}
-			return p.requestID(tx, f.RequestID)
-		},
+		func() error { return p.valueIf(tx, f.RequestID != "", idxRequest, str(f.RequestID)) },
 		func() error { return p.valueIf(tx, f.User != "", idxUser, str(f.User)) },
 		func() error { return p.valueIf(tx, f.ClientIP != "", idxIP, str(f.ClientIP)) },
 		func() error {
@@ -385,6 +396,15 @@ func newPlan(tx *bolt.Tx, f *Filter) (*plan, error) {
 	return p, nil
 }
 
+// roundCost is the budget one round of the intersection may need.
+func (p *plan) roundCost() int {
+	n := 0
+	for _, it := range p.its {
+		n += it.width()
+	}
+	return n
+}
+
 // valueIf adds the condition "index id holds v" when cond is true.
 func (p *plan) valueIf(tx *bolt.Tx, cond bool, id indexID, v []byte) error {
 	if !cond {
@@ -399,27 +419,21 @@ func (p *plan) value(tx *bolt.Tx, id indexID, v []byte) error {
 	if err != nil {
 		return err
 	}
-	if len(v) > maxIndexedValue {
-		p.exact = false // the index holds only the first bytes of v
+	if !indexes[id].partitioned {
+		if len(v) > maxIndexedValue {
+			p.exact = false // the index holds only the first bytes of v
+		}
+		p.its = append(p.its, &blockIter{c: b.Cursor(), prefix: valuePrefix(nil, id, v), lo: p.lo})
+		return nil
 	}
-	p.its = append(p.its, &blockIter{c: b.Cursor(), prefix: valuePrefix(nil, id, v), lo: p.lo})
-	return nil
-}
-
-// requestID adds the condition "the request id is id", over the day
-// partitions of its index.
-func (p *plan) requestID(tx *bolt.Tx, id string) error {
-	b, err := indexBucket(tx, idxRequest)
-	if err != nil {
-		return err
-	}
-	if 4+len(id) > maxIndexedValue {
+	if 4+len(v) > maxIndexedValue {
 		p.exact = false
 	}
 	p.its = append(p.its, &partIter{
+		id:    id,
 		find:  b.Cursor(),
 		block: blockIter{c: b.Cursor(), lo: p.lo},
-		id:    []byte(id),
+		value: v,
 		lo:    p.lo,
 		day:   -1,
 	})
@@ -587,6 +601,8 @@ type postings interface {
 	seekLE(target pos) (pos, bool)
 	// err reports a corrupt index block met on the way.
 	err() error
+	// width is how many lists one seekLE may move, for the scan budget.
+	width() int
 }
 
 // blockIter is the posting list of one index value, down to a lower bound.
@@ -603,6 +619,8 @@ type blockIter struct {
 }
 
 func (it *blockIter) err() error { return it.failed }
+
+func (it *blockIter) width() int { return 1 }
 
 func (it *blockIter) seekLE(target pos) (pos, bool) {
 	if it.done {
@@ -671,13 +689,15 @@ func searchLE(block []pos, target pos) int {
 	return i - 1
 }
 
-// partIter is the posting list of one request id: its lists in each day
-// partition of the index (see dayValue), newest day first. Partitions hold
-// disjoint time ranges, so the list is their concatenation.
+// partIter is the posting list of one value of a partitioned index: its
+// lists in each day partition (see dayValue), newest day first.
+// Partitions hold disjoint time ranges, so the list is their
+// concatenation.
 type partIter struct {
+	id    indexID
 	find  *bolt.Cursor // looks for partitions
 	block blockIter    // the list in the current partition
-	id    []byte
+	value []byte
 	lo    pos
 	day   int64 // the current partition; -1 before the first
 	key   []byte
@@ -686,7 +706,13 @@ type partIter struct {
 
 func (it *partIter) err() error { return it.block.failed }
 
+// width is 1: a walk crosses each partition at most once, so partitions
+// add to a query's cost once (a few seeks per day of history), not per
+// step.
+func (it *partIter) width() int { return 1 }
+
 func (it *partIter) seekLE(target pos) (pos, bool) {
+	loDay := int64(it.lo.t / nsPerDay)
 	for !it.done {
 		d := int64(target.t / nsPerDay)
 		if it.day >= 0 {
@@ -699,11 +725,12 @@ func (it *partIter) seekLE(target pos) (pos, bool) {
 			// Nothing left in this partition: on to older ones.
 			d = min(d, it.day-1)
 		}
-		if d < int64(it.lo.t/nsPerDay) {
+		if d < loDay {
 			break
 		}
 		// The newest partition at or below day d that has any key: the
-		// last key before day d+1.
+		// one holding the last key before day d+1. A partition without
+		// this value costs these two seeks and one more in the loop.
 		it.key = appendEscaped(it.key[:0], dayValue(nil, (d+1)*nsPerDay))
 		k, _ := it.find.Seek(it.key)
 		if k == nil {
@@ -712,12 +739,12 @@ func (it *partIter) seekLE(target pos) (pos, bool) {
 			k, _ = it.find.Prev()
 		}
 		day, ok := keyDay(k)
-		if !ok || day < int64(it.lo.t/nsPerDay) {
+		if !ok || day < loDay {
 			break
 		}
 		it.day = day
-		value := append(dayValue(nil, day*nsPerDay), it.id...)
-		it.block = blockIter{c: it.block.c, prefix: valuePrefix(it.block.prefix[:0], idxRequest, value), lo: it.lo, block: it.block.block[:0]}
+		value := append(dayValue(nil, day*nsPerDay), it.value...)
+		it.block = blockIter{c: it.block.c, prefix: valuePrefix(it.block.prefix[:0], it.id, value), lo: it.lo, block: it.block.block[:0]}
 	}
 	it.done = true
 	return pos{}, false
@@ -752,6 +779,8 @@ func (u *unionIter) seekLE(target pos) (pos, bool) {
 	return best, found
 }
 
+func (u *unionIter) width() int { return len(u.parts) }
+
 func (u *unionIter) err() error {
 	for _, part := range u.parts {
 		if part.failed != nil {
@@ -781,7 +810,7 @@ const (
 )
 
 // next finds the next position in every list, spending at most budget
-// list seeks (steps says how many it spent). When the budget runs out
+// list seeks, give or take one union (steps says how many it spent). When the budget runs out
 // first it returns walkBudget, with target where to resume.
 func (w *walker) next(budget int) (at pos, steps int, st walkState) {
 	if w.done {
@@ -797,7 +826,7 @@ func (w *walker) next(budget int) (at pos, steps int, st walkState) {
 			return pos{}, steps, walkBudget
 		}
 		k, ok := w.its[i].seekLE(t)
-		steps++
+		steps += w.its[i].width()
 		if !ok {
 			w.done = true
 			return pos{}, steps, walkDone
