@@ -461,6 +461,13 @@ func TestPurgeDropsStaleIndexEntries(t *testing.T) {
 	if err := s.db.Update(func(tx *bolt.Tx) error {
 		moved := *ev
 		moved.Workspace = "globex"
+		// Relink it, so the record is one the codec can write.
+		if err := tx.Bucket(bucketChainLinks).Delete(u64(ev.Seq)); err != nil {
+			return err
+		}
+		if err := chainEvent(tx, &moved); err != nil {
+			return err
+		}
 		val, err := encodeEvent(&moved)
 		if err != nil {
 			return err
