@@ -3,7 +3,6 @@ package storage
 import (
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"time"
 )
 
@@ -59,8 +58,6 @@ var (
 	synthScanPaths = []string{"/.env", "/.git/config", "/wp-login.php", "/phpmyadmin/index.php", "/admin/../../etc/passwd", "/actuator/health"}
 )
 
-var synthULIDOnly = os.Getenv("SYNTH_ULID") != ""
-
 // event returns the i-th of n events, spread evenly over the span with
 // jitter so times are almost but not quite in order.
 func (g *synth) event(i, n int) *Event {
@@ -92,7 +89,7 @@ func (g *synth) event(i, n int) *Event {
 		UserVerified: r.IntN(2) == 0,
 		Workspace:    fmt.Sprintf("ws-%02d", u%g.workspaces),
 	}
-	if synthULIDOnly || r.IntN(2) == 0 {
+	if r.IntN(2) == 0 {
 		ev.RequestID = ev.ID
 	} else {
 		ev.RequestID = fmt.Sprintf("%016x%016x", r.Uint64(), r.Uint64())
