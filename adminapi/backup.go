@@ -29,4 +29,3 @@ func (a *api) backup(w http.ResponseWriter, r *http.Request) {
 	}
 	a.record(r, key, "backup.download", http.StatusOK, map[string]any{"bytes": n, "file": name})
 }
-
