@@ -89,6 +89,38 @@ var eventParams = map[string]func(q *eventsQuery, v string) error{
 		q.filter.Stage = v
 		return nil
 	},
+	"status_class": func(q *eventsQuery, v string) error {
+		n, err := strconv.Atoi(strings.TrimSuffix(strings.ToLower(v), "xx"))
+		if err != nil || n < 1 || n > 5 {
+			return errors.New("expects a status class from 1 to 5, such as 4 or 4xx")
+		}
+		q.filter.StatusClass = n
+		return nil
+	},
+	"risk_level": func(q *eventsQuery, v string) error {
+		switch v {
+		case "low", "medium", "high", "critical":
+			q.filter.RiskLevel = v
+			return nil
+		}
+		return errors.New("expects low, medium, high or critical")
+	},
+	"min_risk": func(q *eventsQuery, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n > 100 {
+			return errors.New("expects a risk score from 0 to 100")
+		}
+		q.filter.MinRisk = n
+		return nil
+	},
+	"suspicious": func(q *eventsQuery, v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return errors.New("expects true or false")
+		}
+		q.filter.Suspicious = &b
+		return nil
+	},
 	"limit": func(q *eventsQuery, v string) error {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > storage.MaxPageSize {
@@ -186,6 +218,9 @@ func (a *api) searchEvents(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, storage.ErrBadCursor):
 		writeProblem(w, r, http.StatusBadRequest, "query parameter cursor: not a cursor this API issued; pass next_cursor from the previous page unchanged")
 		return
+	case errors.Is(err, storage.ErrBadFilter):
+		writeProblem(w, r, http.StatusBadRequest, err.Error())
+		return
 	case err != nil:
 		a.storeError(w, r, "querying audit events", err)
 		return
@@ -227,6 +262,16 @@ func filterDetails(f storage.Filter) map[string]any {
 	set("kind", f.Kind)
 	set("stage", f.Stage)
 	set("request_id", f.RequestID)
+	set("risk_level", f.RiskLevel)
+	if f.StatusClass != 0 {
+		d["status_class"] = f.StatusClass
+	}
+	if f.MinRisk != 0 {
+		d["min_risk"] = f.MinRisk
+	}
+	if f.Suspicious != nil {
+		d["suspicious"] = *f.Suspicious
+	}
 	return d
 }
 

@@ -375,3 +375,27 @@ func FuzzEventsQuery(f *testing.F) {
 		}
 	})
 }
+
+func TestEventsRiskAndClassFilters(t *testing.T) {
+	e := newEnv(t, nil)
+	e.seed(
+		&storage.Event{ID: "ok", Time: t0, Kind: storage.KindHTTP, Status: 200, RiskLevel: "low"},
+		&storage.Event{ID: "denied", Time: t0.Add(time.Second), Kind: storage.KindHTTP, Status: 403, RiskScore: 45, RiskLevel: "high", Suspicious: true},
+		&storage.Event{ID: "missing", Time: t0.Add(2 * time.Second), Kind: storage.KindHTTP, Status: 404, RiskScore: 10, RiskLevel: "low"},
+	)
+	admin := e.key("admin", "", nil)
+	for query, want := range map[string][]string{
+		"status_class=4":   {"missing", "denied"},
+		"status_class=2xx": {"ok"},
+		"suspicious=true":  {"denied"},
+		"risk_level=high":  {"denied"},
+		"min_risk=10":      {"missing", "denied"},
+	} {
+		if got := ids(decodePage(t, e.get("/api/v1/events?"+query, admin)).Events); !slices.Equal(got, want) {
+			t.Errorf("%s: got %v, want %v", query, got, want)
+		}
+	}
+	for _, bad := range []string{"status_class=9", "risk_level=severe", "min_risk=101", "suspicious=maybe"} {
+		wantProblem(t, e.get("/api/v1/events?"+bad, admin), http.StatusBadRequest, strings.SplitN(bad, "=", 2)[0])
+	}
+}

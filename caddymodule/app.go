@@ -35,7 +35,8 @@ type App struct {
 	// database is opened (first start), not on reload.
 	QueueSize int `json:"queue_size,omitempty"`
 
-	// MaxBatch bounds the events committed in one transaction. Default 512.
+	// MaxBatch bounds the events committed in one transaction. Default
+	// 4096. Batches only grow that large under load (group commit).
 	// Read when the database is opened.
 	MaxBatch int `json:"max_batch,omitempty"`
 
@@ -106,7 +107,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		a.QueueSize = 8192
 	}
 	if a.MaxBatch == 0 {
-		a.MaxBatch = 512
+		a.MaxBatch = 4096
 	}
 	if a.LockTimeout == 0 {
 		a.LockTimeout = caddy.Duration(5 * time.Second)

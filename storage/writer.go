@@ -37,7 +37,9 @@ type Observer interface {
 type WriterOptions struct {
 	// QueueSize bounds the events waiting to be written. Default 8192.
 	QueueSize int
-	// MaxBatch bounds the events committed in one transaction. Default 512.
+	// MaxBatch bounds the events committed in one transaction. Default
+	// 4096: with indexes and the chain, one fsync per 512 events capped
+	// ingest near 45k events/s on two cores, 4096 near 80k.
 	MaxBatch int
 	// Observer receives health signals; nil means none.
 	Observer Observer
@@ -79,7 +81,7 @@ func NewWriter(s *Store, opts WriterOptions) *Writer {
 		opts.QueueSize = 8192
 	}
 	if opts.MaxBatch <= 0 {
-		opts.MaxBatch = 512
+		opts.MaxBatch = 4096
 	}
 	if opts.Observer == nil {
 		opts.Observer = nopObserver{}
