@@ -39,7 +39,7 @@ func TestAuthentication(t *testing.T) {
 		{"key with trailing junk", []string{"Bearer " + valid + " x"}, 401, "malformed"},
 		{"unknown key", []string{"Bearer " + unknown}, 401, errInvalidKey},
 		{"not our format", []string{"Bearer abc"}, 401, errInvalidKey},
-		{"wrong key by one char", []string{"Bearer " + valid[:len(valid)-1] + "A"}, 401, errInvalidKey},
+		{"wrong key by one char", []string{"Bearer " + flipLast(valid)}, 401, errInvalidKey},
 		{"revoked", []string{"Bearer " + revoked}, 401, errInvalidKey},
 		{"expired", []string{"Bearer " + expired}, 401, errInvalidKey},
 		{"expires at this instant", []string{"Bearer " + expiresNow}, 401, errInvalidKey},
@@ -146,4 +146,13 @@ func TestLastUsedIsWrittenAtMostOncePerMinute(t *testing.T) {
 			t.Errorf("step %d: last used = %v, want %v", i, got, s.want)
 		}
 	}
+}
+
+// flipLast changes the key's last character to a different one.
+func flipLast(key string) string {
+	last := "A"
+	if strings.HasSuffix(key, "A") {
+		last = "B"
+	}
+	return key[:len(key)-1] + last
 }
