@@ -278,7 +278,7 @@ func (h *Handler) requestEvent(r *http.Request, start time.Time, id string, repl
 		Query:     h.redactor.Query(r.URL.RawQuery),
 		Proto:     r.Proto,
 		UserAgent: policy.Clean(r.UserAgent()),
-		Referer:   policy.Clean(r.Referer()),
+		Referer:   h.redactor.URL(r.Referer()),
 	}
 	if r.TLS != nil {
 		ev.Scheme = "https"

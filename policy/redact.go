@@ -114,15 +114,39 @@ func (r *Redactor) Headers(h http.Header) map[string][]string {
 		cleanName := Clean(name)
 		vals := make([]string, len(values))
 		for i, v := range values {
-			if r.SensitiveHeader(name) {
+			switch {
+			case r.SensitiveHeader(name):
 				vals[i] = r.HeaderValue(name, v)
-			} else {
+			case urlHeaders[http.CanonicalHeaderKey(name)]:
+				vals[i] = r.URL(v)
+			default:
 				vals[i] = Clean(v)
 			}
 		}
 		out[cleanName] = vals
 	}
 	return out
+}
+
+// urlHeaders carry URLs whose query may hold secrets (a password reset
+// token in the Referer of the next page, a code in a Location).
+var urlHeaders = map[string]bool{"Referer": true, "Location": true, "Content-Location": true, "Origin": true}
+
+// URL returns raw with the values of sensitive query parameters replaced,
+// as Query does; the rest (scheme, host, path, fragment) is kept. Used for
+// Referer and other URL-valued fields.
+func (r *Redactor) URL(raw string) string {
+	rest, fragment, hasFragment := strings.Cut(raw, "#")
+	base, query, hasQuery := strings.Cut(rest, "?")
+	out := Clean(base)
+	if hasQuery {
+		out += "?" + r.Query(query)
+	}
+	if hasFragment {
+		// Fragments carry OAuth implicit-flow tokens (#access_token=...).
+		out += "#" + r.Query(fragment)
+	}
+	return truncate(out)
 }
 
 // HeaderValue tokenizes one credential header value, keeping the parts that

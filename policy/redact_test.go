@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -77,6 +78,26 @@ func TestQuery(t *testing.T) {
 		if got := r.Query(tt.in); got != tt.want {
 			t.Errorf("Query(%q) = %q, want %q", tt.in, got, tt.want)
 		}
+	}
+}
+
+func TestURL(t *testing.T) {
+	r := NewRedactor(testKey, nil, nil)
+	tests := []struct{ in, want string }{
+		{"", ""},
+		{"https://app.example/reset", "https://app.example/reset"},
+		{"https://app.example/reset?token=abc&lang=en", "https://app.example/reset?token=" + r.Token("abc") + "&lang=en"},
+		{"https://app.example/cb#access_token=xyz&state=1", "https://app.example/cb#access_token=" + r.Token("xyz") + "&state=1"},
+		{"https://app.example/cb?x=1#access_token=xyz", "https://app.example/cb?x=1#access_token=" + r.Token("xyz")},
+	}
+	for _, tt := range tests {
+		if got := r.URL(tt.in); got != tt.want {
+			t.Errorf("URL(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+	h := r.Headers(http.Header{"Referer": {"https://app.example/?password=hunter2"}, "Location": {"/next?code=s3cr3t"}})
+	if strings.Contains(fmt.Sprint(h), "hunter2") || strings.Contains(fmt.Sprint(h), "s3cr3t") {
+		t.Fatalf("URL headers leak secrets: %v", h)
 	}
 }
 
