@@ -51,7 +51,10 @@
 //
 // Every string from the log goes through policy.Clean (invalid UTF-8 kept as
 // \xNN, long values cut), as live events do: a log file is as untrusted as a
-// request.
+// request. (Caddy's own log already holds U+FFFD where a request had
+// invalid UTF-8, so only CLF lines can still carry the original bytes.)
+// A Referer, being another page's URL, has its query redacted like the
+// request's, also inside stored request headers.
 //
 // # Event ids
 //

@@ -50,7 +50,8 @@ type Options struct {
 	Headers func(http.Header) map[string][]string
 
 	// Workspace returns the event's workspace from the event and the
-	// logged request headers (nil for CLF). It wins over WorkspaceHeader.
+	// logged request headers (nil for CLF), such as a tenant derived from
+	// ev.Host or ev.Path. It wins over WorkspaceHeader.
 	Workspace func(ev *storage.Event, headers http.Header) string
 
 	// WorkspaceHeader names a logged request header that holds the
@@ -142,7 +143,9 @@ func checkTime(t time.Time) error {
 }
 
 // Reader reads access log lines and returns them as events. It holds one
-// line in memory at a time.
+// line in memory at a time (at most MaxLineBytes, plus a 64 KiB read
+// buffer). A Reader is not safe for concurrent use; import files in
+// parallel with one Reader each.
 type Reader struct {
 	br     *bufio.Reader
 	opts   Options
