@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash"
+	"sync"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -38,6 +39,29 @@ type linkedParts struct {
 	salt     [saltSize]byte
 	chained  []byte
 	personal []byte
+	scratch  *chainScratch // owns chained and personal; see release
+}
+
+// chainScratch is the per-event working memory of chainEvent: the encoded
+// parts and a hasher. encodeEvent copies the parts into the stored
+// envelope, after which putEvent hands the scratch back for the next
+// event, which spares the ingest path two allocations and a buffer growth
+// per event.
+type chainScratch struct {
+	buf []byte
+	h   hash.Hash
+}
+
+var chainScratchPool = sync.Pool{New: func() any {
+	return &chainScratch{buf: make([]byte, 0, 2048), h: sha256.New()}
+}}
+
+// release returns the scratch memory once the parts were copied out.
+func (l *linkedParts) release() {
+	if sc := l.scratch; sc != nil {
+		l.scratch, l.chained, l.personal = nil, nil, nil
+		chainScratchPool.Put(sc)
+	}
 }
 
 // chainEvent links ev, whose Seq is assigned, into the integrity chain: it
@@ -51,28 +75,35 @@ func chainEvent(tx *bolt.Tx, ev *Event) error {
 	if ev.Seq <= headSeq {
 		return fmt.Errorf("linking seq %d: the chain head is already at seq %d", ev.Seq, headSeq)
 	}
-	var l linkedParts
-	buf, err := appendChained(make([]byte, 0, 1024), ev)
+	l := &linkedParts{scratch: chainScratchPool.Get().(*chainScratch)}
+	buf, err := appendChained(l.scratch.buf[:0], ev)
 	if err != nil {
+		l.release()
 		return fmt.Errorf("encoding event %s: %w", ev.ID, err)
 	}
 	// Both parts share one allocation; personal starts where chained ends.
 	l.chained = buf[:len(buf):len(buf)]
 	l.personal = appendPersonal(buf[len(buf):], ev)
+	// Keep whichever backing array grew, for the next event.
+	if cap(l.personal) > cap(buf) {
+		l.scratch.buf = l.personal[:0]
+	} else {
+		l.scratch.buf = buf[:0]
+	}
 	// crypto/rand, not a faster PRNG: once erasure deletes the salt, its
 	// unpredictability is all that keeps a guessable personal part (an IP
 	// address, a user name) from being confirmed against the commitment.
 	if _, err := rand.Read(l.salt[:]); err != nil {
 		return fmt.Errorf("reading a salt: %w", err)
 	}
-	l.commit = commitment(l.salt[:], l.personal)
-	link := chainLink(sha256.New(), head[:], ev.Seq, l.commit[:], l.chained)
+	l.commit = commitment(l.scratch.h, l.salt[:], l.personal)
+	link := chainLink(l.scratch.h, head[:], ev.Seq, l.commit[:], l.chained)
 	// Links are appended in key order, so packed pages cost nothing later.
 	links.FillPercent = 1
 	if err := links.Put(u64(ev.Seq), link[:]); err != nil {
 		return err
 	}
-	ev.linked = &l
+	ev.linked = l
 	return nil
 }
 
@@ -113,8 +144,8 @@ func isTombstone(linkVal []byte) bool {
 }
 
 // commitment is the salted hash of an event's personal part.
-func commitment(salt, personal []byte) [hashSize]byte {
-	h := sha256.New()
+func commitment(h hash.Hash, salt, personal []byte) [hashSize]byte {
+	h.Reset()
 	h.Write(salt)
 	h.Write(personal)
 	var sum [hashSize]byte

@@ -218,6 +218,7 @@ func BenchmarkChainEncode(b *testing.B) {
 		if _, err := encodeEvent(&e); err != nil {
 			b.Fatal(err)
 		}
+		e.linked.release() // as putEvent does
 	}
 }
 

@@ -386,7 +386,8 @@ func putEvent(tx *bolt.Tx, ev *Event) error {
 		return err
 	}
 	val, err := encodeEvent(ev)
-	ev.linked = nil // the parts are in val now; keep ev comparable to a decoded copy
+	ev.linked.release() // the parts are in val now
+	ev.linked = nil     // keep ev comparable to a decoded copy
 	if err != nil {
 		return err
 	}

@@ -249,7 +249,7 @@ func (v *verifier) event(seq uint64, r *record) {
 			v.pending[r.erasedBy] = append(v.pending[r.erasedBy], ref)
 			v.maxPending = max(v.maxPending, r.erasedBy)
 		}
-	} else if c := commitment(r.salt, r.personal); !bytes.Equal(c[:], r.commit) {
+	} else if c := commitment(sha256.New(), r.salt, r.personal); !bytes.Equal(c[:], r.commit) {
 		v.problem(seq, "personal_altered", fmt.Sprintf("the personal fields or salt of seq %d do not match its commitment", seq))
 	}
 	computed := chainLink(v.h, v.prev[:], seq, r.commit, r.chained)
