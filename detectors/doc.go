@@ -61,7 +61,7 @@
 // open and knows nothing of acknowledgements, so persistence must keep the
 // stored status fields when it applies an update, and should call Release
 // when an analyst resolves an alert so that the next repeat opens a new one.
-// ValidTransition tells which status changes are allowed.
+// storage.ValidTransition tells which status changes are allowed.
 //
 // # Stateful risk factors
 //
