@@ -49,6 +49,9 @@ func (h *AdminHandler) Provision(ctx caddy.Context) error {
 		Metrics:  promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
 		Logger:   ctx.Slogger(),
 		OnVerify: observeVerification,
+		// The engine is the detector worker's alone; release goes through
+		// its goroutine.
+		OnAlertClosed: app.pipe.detector.release,
 	})
 	return err
 }

@@ -126,4 +126,10 @@ type Alert struct {
 	StatusBy string `json:"status_by,omitempty"`
 	// StatusAt is when Status last changed.
 	StatusAt time.Time `json:"status_at,omitzero"`
+	// History lists the status changes and comments, oldest first, at
+	// most MaxAlertHistory of them.
+	History []AlertChange `json:"history,omitempty"`
+	// HistoryDropped counts the oldest history entries that gave way to
+	// the MaxAlertHistory bound.
+	HistoryDropped int `json:"history_dropped,omitempty"`
 }
