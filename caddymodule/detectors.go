@@ -125,11 +125,23 @@ type detectorWorker struct {
 	cfgJSON []byte // the engine's config, to notice a reload changing it
 	seq     uint64 // last event seq judged
 	saved   uint64 // last seq persisted
+
+	// lastAtOpen is the newest seq when the worker was made, before the
+	// writer could add any: where a worker with no history and no saved
+	// position starts, so nothing committed meanwhile is skipped.
+	lastAtOpen uint64
 }
 
+// newDetectorWorker makes the worker for store. Make it before the writer
+// that feeds it (see lastAtOpen), then start it.
 func newDetectorWorker(store *storage.Store, logger *zap.Logger, s detectorSettings) *detectorWorker {
+	last, err := store.LastSeq()
+	if err != nil {
+		logger.Error("reading the last event seq", zap.Error(err))
+	}
 	return &detectorWorker{
-		store: store, logger: logger, settings: s,
+		lastAtOpen: last,
+		store:      store, logger: logger, settings: s,
 		feed:     make(chan []*storage.Event, detectorFeedSize),
 		ctl:      make(chan func(), 64),
 		changed:  make(chan struct{}, 1),
@@ -271,10 +283,8 @@ func (w *detectorWorker) rebuild(s detectorSettings) {
 		}
 	} else if saved == 0 {
 		// No history wanted and nothing judged yet: start with what
-		// comes next.
-		if last, err := w.store.LastSeq(); err == nil {
-			from = last + 1
-		}
+		// was committed after the worker was made.
+		from = w.lastAtOpen + 1
 	}
 	w.seq, w.saved = from-1, saved
 	n := w.catchUp(0)
