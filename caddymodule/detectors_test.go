@@ -217,3 +217,33 @@ func TestLoadDetectorsFile(t *testing.T) {
 		t.Error("missing file accepted")
 	}
 }
+
+func TestAppDetectorConfig(t *testing.T) {
+	bad := detectors.Config{}
+	bad.BusinessHours.Timezone = "Nowhere/Else"
+	file := filepath.Join(t.TempDir(), "d.yaml")
+	if err := os.WriteFile(file, []byte("update_interval: 30s\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name    string
+		app     App
+		wantErr string
+	}{
+		{"defaults", App{}, ""},
+		{"json", App{Detectors: &detectors.Config{UpdateInterval: detectors.Duration(time.Minute)}}, ""},
+		{"file", App{DetectorsFile: file}, ""},
+		{"both", App{Detectors: &detectors.Config{}, DetectorsFile: file}, "cannot both be set"},
+		{"invalid json", App{Detectors: &bad}, "Nowhere/Else"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.app.loadDetectorConfig()
+			if (err == nil) != (tt.wantErr == "") || (err != nil && !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Fatalf("err = %v, want %q", err, tt.wantErr)
+			}
+			if err == nil && tt.app.scorer == nil {
+				t.Error("no scorer")
+			}
+		})
+	}
+}
