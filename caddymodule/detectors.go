@@ -110,7 +110,7 @@ func withColumns(msg string, root *yaml.Node) string {
 type detectorWorker struct {
 	store  *storage.Store
 	logger *zap.Logger
-	feed   chan []*storage.Event
+	feed   chan feedBatch
 	ctl    chan func()
 
 	mu       sync.Mutex
@@ -142,7 +142,7 @@ func newDetectorWorker(store *storage.Store, logger *zap.Logger, s detectorSetti
 	return &detectorWorker{
 		lastAtOpen: last,
 		store:      store, logger: logger, settings: s,
-		feed:     make(chan []*storage.Event, detectorFeedSize),
+		feed:     make(chan feedBatch, detectorFeedSize),
 		ctl:      make(chan func(), 64),
 		changed:  make(chan struct{}, 1),
 		stopping: make(chan struct{}),
@@ -154,25 +154,33 @@ func newDetectorWorker(store *storage.Store, logger *zap.Logger, s detectorSetti
 // wait in the feed or are read back from the store.
 func (w *detectorWorker) start() { go w.run() }
 
+// feedBatch is one committed batch: the events the engine judges, and the
+// seq range of the whole batch, so the events left out (admin, lifecycle,
+// request_received) are not mistaken for a gap to read from the store.
+type feedBatch struct {
+	first, last uint64
+	events      []*storage.Event
+}
+
 // offer is the writer's OnCommit hook. It never blocks: a full feed drops
 // the batch and counts it, and the worker later reads those events back
 // from the store by seq.
 func (w *detectorWorker) offer(events []*storage.Event) {
-	batch := make([]*storage.Event, 0, len(events))
+	if len(events) == 0 {
+		return
+	}
+	b := feedBatch{first: events[0].Seq, last: events[len(events)-1].Seq}
 	for _, ev := range events {
 		// Only what the engine judges: admin and lifecycle events and a
 		// strict route's request_received record would be skipped anyway.
 		if ev.Kind == storage.KindHTTP && ev.Stage != storage.StageRequestReceived {
-			batch = append(batch, ev)
+			b.events = append(b.events, ev)
 		}
 	}
-	if len(batch) == 0 {
-		return
-	}
 	select {
-	case w.feed <- batch:
+	case w.feed <- b:
 	default:
-		metrics.detectorDropped.Add(float64(len(batch)))
+		metrics.detectorDropped.Add(float64(len(b.events)))
 	}
 }
 
@@ -290,6 +298,7 @@ func (w *detectorWorker) rebuild(s detectorSettings) {
 	n := w.catchUp(0)
 	w.persist(w.engine.Flush())
 	w.save()
+	w.refreshOpenAlerts()
 	w.logger.Info("detector engine started", zap.Uint64("resumed_after_seq", saved),
 		zap.Uint64("replayed_from_seq", from), zap.Int("events_judged", n), zap.Duration("took", time.Since(start)))
 }
@@ -297,11 +306,8 @@ func (w *detectorWorker) rebuild(s detectorSettings) {
 // judgeBatch judges a batch from the feed, first reading from the store
 // whatever came between the last judged event and the batch (a dropped
 // batch, or events committed while the worker replayed).
-func (w *detectorWorker) judgeBatch(batch []*storage.Event) {
-	if len(batch) == 0 {
-		return
-	}
-	if first := batch[0].Seq; first > w.seq+1 {
+func (w *detectorWorker) judgeBatch(batch feedBatch) {
+	if first := batch.first; first > w.seq+1 {
 		w.catchUp(first - 1)
 		if first > w.seq+1 {
 			// The store could not be read (or we are stopping): judging
@@ -310,13 +316,14 @@ func (w *detectorWorker) judgeBatch(batch []*storage.Event) {
 			return
 		}
 	}
-	for _, ev := range batch {
+	for _, ev := range batch.events {
 		if ev.Seq <= w.seq {
 			continue // already read from the store
 		}
 		w.persist(w.engine.Process(ev))
 		w.seq = ev.Seq
 	}
+	w.seq = max(w.seq, batch.last)
 }
 
 // catchUp judges stored events after w.seq up to seq until (0: up to the
@@ -391,15 +398,23 @@ func (w *detectorWorker) sweep() {
 	w.catchUp(0)
 	w.persist(w.engine.Flush())
 	w.save()
-	if c, err := w.store.CountAlerts(); err == nil {
-		for _, sev := range storage.Severities {
-			metrics.openAlerts.WithLabelValues(sev).Set(float64(c.OpenBySeverity[sev]))
-		}
-	} else if !errors.Is(err, storage.ErrClosed) {
-		w.logger.Error("counting alerts", zap.Error(err))
-	}
+	w.refreshOpenAlerts()
 	metrics.sweepSeconds.Observe(time.Since(start).Seconds())
 	metrics.lastSweep.SetToCurrentTime()
+}
+
+// refreshOpenAlerts sets the open-alert gauge from the store.
+func (w *detectorWorker) refreshOpenAlerts() {
+	c, err := w.store.CountAlerts()
+	if err != nil {
+		if !errors.Is(err, storage.ErrClosed) {
+			w.logger.Error("counting alerts", zap.Error(err))
+		}
+		return
+	}
+	for _, sev := range storage.Severities {
+		metrics.openAlerts.WithLabelValues(sev).Set(float64(c.OpenBySeverity[sev]))
+	}
 }
 
 func (w *detectorWorker) save() {
