@@ -4,7 +4,9 @@
 //
 // It serves GET /healthz and GET /metrics without authentication (load
 // balancers and Prometheus cannot hold secrets well), and everything under
-// /api/v1 behind bearer API keys. Errors are RFC 9457 problem details.
+// /api/v1 behind bearer API keys: event search and export, backup,
+// integrity, and the alert workflow (list, read, acknowledge, resolve,
+// mark a false positive, comment). Errors are RFC 9457 problem details.
 // Every read through the API is itself recorded as an audit event.
 package adminapi
 

@@ -16,7 +16,7 @@ func init() {
 }
 
 // AdminHandler is the `audit_admin` HTTP handler: the admin API (audit log
-// search, health, metrics) for the audit app's store. Mount it in a site of
+// search, alerts, health, metrics) for the audit app's store. Mount it in a site of
 // its own, on a listener that only operators reach, such as
 // http://127.0.0.1:9180. It answers every request and never calls the next
 // handler.
