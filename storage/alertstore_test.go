@@ -313,3 +313,27 @@ func TestDetectorSeqAndEventsAfter(t *testing.T) {
 		t.Errorf("last seq %d", last)
 	}
 }
+
+func TestEraseSubjectPseudonymizesAlerts(t *testing.T) {
+	s := openTemp(t, Options{})
+	about := testAlert("u1", "mass_deletion", SeverityHigh, alertT0)
+	about.Subject = Subject{Kind: SubjectUser, Value: "alice"}
+	about.Evidence.Observed = map[string]string{"target_user": "alice", "route": "/api/items"}
+	other := testAlert("u2", "mass_deletion", SeverityHigh, alertT0)
+	other.Subject = Subject{Kind: SubjectUser, Value: "alicea"}
+	for _, a := range []Alert{about, other} {
+		if _, _, err := s.PutAlert(a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.EraseSubject("alice", func(_, _ string) string { return "pseudo-1" }); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := s.GetAlert("u1")
+	if a.Subject.Value != "pseudo-1" || a.Evidence.Observed["target_user"] != "pseudo-1" || a.Evidence.Observed["route"] != "/api/items" {
+		t.Errorf("erased alert %+v", a)
+	}
+	if b, _ := s.GetAlert("u2"); b.Subject.Value != "alicea" {
+		t.Errorf("another user's alert changed: %+v", b.Subject)
+	}
+}
