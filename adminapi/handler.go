@@ -4,7 +4,9 @@
 //
 // It serves GET /healthz and GET /metrics without authentication (load
 // balancers and Prometheus cannot hold secrets well), and everything under
-// /api/v1 behind bearer API keys. Errors are RFC 9457 problem details.
+// /api/v1 behind bearer API keys: event search and export, backup,
+// integrity, and the alert workflow (list, read, acknowledge, resolve,
+// mark a false positive, comment). Errors are RFC 9457 problem details.
 // Every read through the API is itself recorded as an audit event.
 package adminapi
 
@@ -35,6 +37,11 @@ type Config struct {
 	// OnVerify is told the outcome of every verification run through the
 	// API, for metrics. Nil means nobody listens.
 	OnVerify func(storage.VerifyReport)
+	// OnAlertClosed is told the id of every alert an analyst resolves or
+	// marks a false positive, so the detector engine forgets it and a new
+	// occurrence opens a new alert. It must not block. Nil means nobody
+	// listens.
+	OnAlertClosed func(id string)
 	// Now is the clock for key expiry and event times; tests replace it.
 	// Nil means time.Now.
 	Now func() time.Time
@@ -56,7 +63,9 @@ type api struct {
 	now      func() time.Time
 	touches  touchLimiter
 	onVerify func(storage.VerifyReport)
-	mux      *http.ServeMux
+
+	onAlertClosed func(id string)
+	mux           *http.ServeMux
 }
 
 // route is one method+path the API answers.
@@ -76,8 +85,10 @@ func New(cfg Config) (http.Handler, error) {
 		log:      cfg.Logger,
 		now:      cfg.Now,
 		onVerify: cfg.OnVerify,
-		touches:  touchLimiter{last: make(map[string]time.Time)},
-		mux:      http.NewServeMux(),
+
+		onAlertClosed: cfg.OnAlertClosed,
+		touches:       touchLimiter{last: make(map[string]time.Time)},
+		mux:           http.NewServeMux(),
 	}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
@@ -93,6 +104,12 @@ func New(cfg Config) (http.Handler, error) {
 		{http.MethodGet, "/api/v1/backup", a.authenticate(a.require(permBackupRead, a.backup))},
 		{http.MethodGet, "/api/v1/integrity/checkpoint", a.authenticate(a.require(permIntegrityVerify, a.latestCheckpoint))},
 		{http.MethodPost, "/api/v1/integrity/verify", a.authenticate(a.require(permIntegrityVerify, a.verify))},
+		{http.MethodGet, "/api/v1/alerts", a.authenticate(a.require(permAlertsRead, a.listAlerts))},
+		{http.MethodGet, "/api/v1/alerts/{id}", a.authenticate(a.require(permAlertsRead, a.getAlert))},
+		{http.MethodPost, "/api/v1/alerts/{id}/acknowledge", a.authenticate(a.require(permAlertsManage, a.transition(storage.StatusAcknowledged)))},
+		{http.MethodPost, "/api/v1/alerts/{id}/resolve", a.authenticate(a.require(permAlertsManage, a.transition(storage.StatusResolved)))},
+		{http.MethodPost, "/api/v1/alerts/{id}/false_positive", a.authenticate(a.require(permAlertsManage, a.transition(storage.StatusFalsePositive)))},
+		{http.MethodPost, "/api/v1/alerts/{id}/comments", a.authenticate(a.require(permAlertsManage, a.comment))},
 	}
 	if cfg.Metrics != nil {
 		routes = append(routes, route{http.MethodGet, "/metrics", cfg.Metrics})

@@ -16,7 +16,7 @@ func init() {
 }
 
 // AdminHandler is the `audit_admin` HTTP handler: the admin API (audit log
-// search, health, metrics) for the audit app's store. Mount it in a site of
+// search, alerts, health, metrics) for the audit app's store. Mount it in a site of
 // its own, on a listener that only operators reach, such as
 // http://127.0.0.1:9180. It answers every request and never calls the next
 // handler.
@@ -49,6 +49,9 @@ func (h *AdminHandler) Provision(ctx caddy.Context) error {
 		Metrics:  promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
 		Logger:   ctx.Slogger(),
 		OnVerify: observeVerification,
+		// The engine is the detector worker's alone; release goes through
+		// its goroutine.
+		OnAlertClosed: app.pipe.detector.release,
 	})
 	return err
 }

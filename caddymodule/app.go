@@ -13,6 +13,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/caddy-audit/caddy-audit/detectors"
 	"github.com/caddy-audit/caddy-audit/storage"
 )
 
@@ -66,10 +67,34 @@ type App struct {
 	// /api/v1/integrity/checkpoint) to detect rollbacks.
 	CheckpointInterval caddy.Duration `json:"checkpoint_interval,omitempty"`
 
+	// SweepInterval is how often the detector worker sweeps: it judges
+	// committed events its live feed dropped, emits the alert updates the
+	// engine throttled, and refreshes the open-alert gauge. Default 5m.
+	SweepInterval caddy.Duration `json:"sweep_interval,omitempty"`
+
+	// DetectorHistory is how much stored history the detector engine
+	// replays when it starts (and when a reload changes its config), to
+	// rebuild baselines and open alerts; alerts it raises again merge into
+	// the stored ones. Events older than this are never judged. Default
+	// 72h (the unusual_access baseline needs 3 days).
+	DetectorHistory caddy.Duration `json:"detector_history,omitempty"`
+
+	// Detectors tunes the risk score and the six detectors; see the
+	// detectors package for every field and its default. Absent means
+	// all defaults.
+	Detectors *detectors.Config `json:"detectors,omitempty"`
+
+	// DetectorsFile is a YAML file with the same content as Detectors
+	// (the field names are the same), read at every provision so that a
+	// reload picks up changes. It cannot be combined with Detectors.
+	DetectorsFile string `json:"detectors_file,omitempty"`
+
 	dbPath, keyPath, checkpointKeyPath string
 	pipe                               *pipeline
 	reloaded                           bool
 	logger                             *zap.Logger
+	detectorCfg                        detectors.Config
+	scorer                             *detectors.Scorer
 }
 
 // CaddyModule returns the Caddy module information.
@@ -94,7 +119,8 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("data_dir: %w", err)
 	}
 	if a.QueueSize < 0 || a.MaxBatch < 0 || a.MaxDBSize < 0 || a.LockTimeout < 0 ||
-		a.RetentionDays < 0 || a.RetentionFloorDays < 0 || a.RetentionInterval < 0 || a.CheckpointInterval < 0 {
+		a.RetentionDays < 0 || a.RetentionFloorDays < 0 || a.RetentionInterval < 0 || a.CheckpointInterval < 0 ||
+		a.SweepInterval < 0 || a.DetectorHistory < 0 {
 		return fmt.Errorf("sizes, counts, days and durations of the audit app must not be negative")
 	}
 	if a.RetentionInterval == 0 {
@@ -102,6 +128,15 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	if a.CheckpointInterval == 0 {
 		a.CheckpointInterval = caddy.Duration(defaultCheckpointInterval)
+	}
+	if a.SweepInterval == 0 {
+		a.SweepInterval = caddy.Duration(defaultSweepInterval)
+	}
+	if a.DetectorHistory == 0 {
+		a.DetectorHistory = caddy.Duration(defaultDetectorHistory)
+	}
+	if err := a.loadDetectorConfig(); err != nil {
+		return err
 	}
 	if a.QueueSize == 0 {
 		a.QueueSize = 8192
@@ -134,7 +169,40 @@ func (a *App) Start() error {
 		a.pipe.lifecycle("config_reloaded", nil)
 	}
 	a.pipe.maintenance.configure(a.maintenanceSettings())
+	a.pipe.detector.configure(a.detectorSettings())
 	return nil
+}
+
+// loadDetectorConfig reads and validates the detector config, from the
+// JSON field or the YAML file, and builds the request-path scorer from it.
+func (a *App) loadDetectorConfig() error {
+	switch {
+	case a.Detectors != nil && a.DetectorsFile != "":
+		return fmt.Errorf("detectors and detectors_file cannot both be set")
+	case a.DetectorsFile != "":
+		path, err := caddy.NewReplacer().ReplaceOrErr(a.DetectorsFile, true, true)
+		if err != nil {
+			return fmt.Errorf("detectors_file: %w", err)
+		}
+		if a.detectorCfg, err = loadDetectorsFile(path); err != nil {
+			return err
+		}
+	case a.Detectors != nil:
+		if err := a.Detectors.Validate(); err != nil {
+			return fmt.Errorf("detectors: %w", err)
+		}
+		a.detectorCfg = *a.Detectors
+	}
+	a.scorer = detectors.NewScorer(a.detectorCfg)
+	return nil
+}
+
+func (a *App) detectorSettings() detectorSettings {
+	return detectorSettings{
+		cfg:     a.detectorCfg,
+		sweep:   time.Duration(a.SweepInterval),
+		history: time.Duration(a.DetectorHistory),
+	}
 }
 
 func (a *App) maintenanceSettings() maintenanceSettings {
@@ -156,6 +224,16 @@ func (a *App) Cleanup() error {
 		return nil
 	}
 	return releasePipeline(a.dbPath)
+}
+
+// score fills the event's risk fields with this config's scorer, or the
+// default one for an App built without Provision (tests).
+func (a *App) score(ev *storage.Event) {
+	if a.scorer == nil {
+		detectors.Score(ev)
+		return
+	}
+	a.scorer.Score(ev)
 }
 
 // Interface guards

@@ -41,6 +41,9 @@ func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 //		retention_floor_days <days>      # no workspace keeps less
 //		retention_interval   <duration>
 //		checkpoint_interval  <duration>
+//		sweep_interval       <duration>  # detector sweep, default 5m
+//		detector_history     <duration>  # replayed on start, default 72h
+//		detectors_file       <path.yaml> # detector and risk settings
 //	}
 func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // option name
@@ -86,6 +89,18 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "checkpoint_interval":
 			if err := durationArg(d, &a.CheckpointInterval); err != nil {
 				return err
+			}
+		case "sweep_interval":
+			if err := durationArg(d, &a.SweepInterval); err != nil {
+				return err
+			}
+		case "detector_history":
+			if err := durationArg(d, &a.DetectorHistory); err != nil {
+				return err
+			}
+		case "detectors_file":
+			if !d.AllArgs(&a.DetectorsFile) {
+				return d.ArgErr()
 			}
 		case "retention_days":
 			n, err := intArg(d)

@@ -51,6 +51,8 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"bad duration", "audit {\n strict_timeout soon\n}", "strict_timeout", handlerParse},
 		{"app unknown option", "audit {\n data_dir ./d\n colour blue\n}", `unknown audit option "colour"`, appParse},
 		{"app bad size", "audit {\n max_db_size lots\n}", "max_db_size", appParse},
+		{"app detectors_file arity", "audit {\n detectors_file\n}", "wrong argument count", appParse},
+		{"app bad sweep_interval", "audit {\n sweep_interval often\n}", "sweep_interval", appParse},
 		{"app negative queue", "audit {\n queue_size -1\n}", "non-negative integer", appParse},
 		{"admin takes nothing", "audit_admin {\n x\n}", "takes no options", adminParse},
 	}

@@ -18,7 +18,6 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
-	"github.com/caddy-audit/caddy-audit/detectors"
 	"github.com/caddy-audit/caddy-audit/policy"
 	"github.com/caddy-audit/caddy-audit/storage"
 )
@@ -192,7 +191,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		received := *ev
 		received.Stage = storage.StageRequestReceived
 		received.ID = storage.NewID(start)
-		detectors.Score(&received)
+		h.app.score(&received)
 		ctx, cancel := context.WithTimeout(r.Context(), time.Duration(h.StrictTimeout))
 		err := pipe.writer.Commit(ctx, &received)
 		cancel()
@@ -245,7 +244,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if h.Level == LevelHeaders {
 		ev.ResponseHeaders = h.redactor.Headers(rec.Header())
 	}
-	detectors.Score(ev)
+	h.app.score(ev)
 
 	metrics.recorded.WithLabelValues(h.Level).Inc()
 	if h.FailureMode == FailureStrict {

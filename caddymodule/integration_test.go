@@ -1516,3 +1516,77 @@ func TestIntegrityThroughTheAdminAPI(t *testing.T) {
 		t.Fatalf("offline verification of the export: %s %v", itDump(offline), err)
 	}
 }
+
+// TestBruteForceRaisesAlert sends a password-guessing burst through the
+// proxy (401s from the upstream, then a success from the same client) and
+// expects a critical brute_force alert in the admin API within seconds,
+// fed by the writer's commit hook (the sweep interval is far longer than
+// the test), and counted in caddy_audit_alerts_total.
+func TestBruteForceRaisesAlert(t *testing.T) {
+	up := itNewUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		_ = r.ParseForm()
+		if r.URL.Path == "/login" && r.PostForm.Get("password") == "demo" {
+			_, _ = io.WriteString(w, "welcome")
+			return
+		}
+		w.WriteHeader(http.StatusUnauthorized)
+	})
+	e := itNewEnv(t)
+	e.load(e.caddyfile("sweep_interval 1h", fmt.Sprintf(`:%d {
+	bind 127.0.0.1
+	audit
+	reverse_proxy %s
+}`, e.proxyPort, up.addr())), "caddyfile")
+	// Metrics are process wide: count from what earlier tests left.
+	before := e.metric("caddy_audit_alerts_total", `detector="brute_force"`)
+
+	login := func(password string) int {
+		resp, _ := e.do(itForm(t, e.proxyURL("/login"), "user=alice&password="+password))
+		return resp.StatusCode
+	}
+	for i := range 7 {
+		if code := login(fmt.Sprintf("guess%d", i)); code != http.StatusUnauthorized {
+			t.Fatalf("guess %d: status %d", i, code)
+		}
+	}
+	if code := login("demo"); code != http.StatusOK {
+		t.Fatalf("login: status %d", code)
+	}
+
+	var found map[string]any
+	raisedBy := time.Now().Add(5 * time.Second) // live feed, not the hourly sweep
+	itEventually(t, "a critical brute_force alert", func() (bool, string) {
+		req, _ := http.NewRequest(http.MethodGet, e.adminURL("/api/v1/alerts?detector=brute_force&severity=critical"), nil)
+		req.Header.Set("Authorization", "Bearer "+e.apiKey())
+		resp, body := e.do(req)
+		var page struct {
+			Alerts []map[string]any `json:"alerts"`
+		}
+		if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &page) != nil || len(page.Alerts) == 0 {
+			return false, string(body)
+		}
+		found = page.Alerts[0]
+		return true, ""
+	})
+	if time.Now().After(raisedBy) {
+		t.Errorf("the alert took more than 5s to appear")
+	}
+	if subj, _ := found["subject"].(map[string]any); found["status"] != "open" || subj["value"] != "127.0.0.1" {
+		t.Errorf("alert %s", itDump(found))
+	}
+	itEventually(t, "caddy_audit_alerts_total for brute_force", func() (bool, string) {
+		v := e.metric("caddy_audit_alerts_total", `detector="brute_force"`)
+		return v > before, fmt.Sprint(v)
+	})
+}
+
+// itForm builds a form POST.
+func itForm(t *testing.T, target, form string) *http.Request {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, target, strings.NewReader(form))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	return req
+}

@@ -32,6 +32,12 @@ var metrics = struct {
 	purged           prometheus.Counter
 	verifyOK         prometheus.Gauge
 	verifyTime       prometheus.Gauge
+
+	alerts          *prometheus.CounterVec
+	openAlerts      *prometheus.GaugeVec
+	sweepSeconds    prometheus.Histogram
+	lastSweep       prometheus.Gauge
+	detectorDropped prometheus.Counter
 }{}
 
 func initMetrics() {
@@ -99,6 +105,28 @@ func initMetrics() {
 			Namespace: ns, Subsystem: sub, Name: "last_verification_timestamp_seconds",
 			Help: "When the latest integrity verification finished (Unix time).",
 		})
+		// Labels are the six detector names and four severities: bounded.
+		metrics.alerts = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "alerts_total",
+			Help: "Alerts raised by the detectors, by detector and severity; an alert whose severity rises counts again at its new severity.",
+		}, []string{"detector", "severity"})
+		metrics.openAlerts = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "open_alerts",
+			Help: "Stored alerts not yet resolved or marked a false positive (open or acknowledged), by severity; refreshed by every detector sweep.",
+		}, []string{"severity"})
+		metrics.sweepSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: ns, Subsystem: "audit_detector", Name: "sweep_duration_seconds",
+			Help:    "Time one detector sweep took (catching up on stored events, flushing alert updates, counting alerts).",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
+		})
+		metrics.lastSweep = prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: "audit_detector", Name: "last_sweep_timestamp_seconds",
+			Help: "When the latest detector sweep finished (Unix time).",
+		})
+		metrics.detectorDropped = prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: "audit_detector", Name: "events_dropped_total",
+			Help: "Committed events the detector worker's feed had no room for; the worker reads them back from the store, so they are judged late, not lost.",
+		})
 	})
 }
 
@@ -111,6 +139,7 @@ func registerMetrics(reg prometheus.Registerer) error {
 		metrics.queueDepth, metrics.commitSeconds, metrics.batchSize, metrics.dbBytes,
 		metrics.checkpointSeq, metrics.checkpointTime, metrics.checkpointErrors, metrics.purged,
 		metrics.verifyOK, metrics.verifyTime,
+		metrics.alerts, metrics.openAlerts, metrics.sweepSeconds, metrics.lastSweep, metrics.detectorDropped,
 	} {
 		if err := reg.Register(c); err != nil {
 			var already prometheus.AlreadyRegisteredError

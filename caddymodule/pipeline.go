@@ -19,7 +19,9 @@ import (
 // events in flight in the old config are written, not lost.
 var pipelines = caddy.NewUsagePool()
 
-// pipeline is what a database file needs while Caddy runs.
+// pipeline is what a database file needs while Caddy runs: the store, its
+// writer, the maintenance loop and the detector worker, which all outlive
+// a reload.
 type pipeline struct {
 	store  *storage.Store
 	writer *storage.Writer
@@ -27,6 +29,7 @@ type pipeline struct {
 	logger *zap.Logger
 
 	maintenance *maintenance
+	detector    *detectorWorker
 }
 
 // loadPipeline returns the pipeline for the app's database, opening it on
@@ -63,16 +66,19 @@ func openPipeline(a *App) (*pipeline, error) {
 	}
 	logger := a.logger
 	observer := &writerObserver{size: store.Size}
+	detector := newDetectorWorker(store, logger, a.detectorSettings())
 	w := storage.NewWriter(store, storage.WriterOptions{
 		QueueSize: a.QueueSize,
 		MaxBatch:  a.MaxBatch,
 		Observer:  observer,
+		OnCommit:  detector.offer,
 		OnError: func(err error) {
 			logger.Error("writing audit events", zap.String("db", a.dbPath), zap.Error(err))
 		},
 	})
-	p := &pipeline{store: store, writer: w, key: key, logger: logger}
+	p := &pipeline{store: store, writer: w, key: key, logger: logger, detector: detector}
 	p.maintenance = startMaintenance(store, logger, a.maintenanceSettings())
+	detector.start()
 
 	bootstrapPath := filepath.Join(a.DataDir, "bootstrap-admin.key")
 	created, err := adminapi.Bootstrap(store, bootstrapPath)
@@ -103,6 +109,8 @@ func (p *pipeline) lifecycle(action string, details map[string]any) {
 func (p *pipeline) Destruct() error {
 	p.lifecycle("audit_stopped", nil)
 	p.writer.Close()
+	// After the writer: every committed event has been offered.
+	p.detector.stop()
 	// After the last event: the final checkpoint covers the whole trail.
 	p.maintenance.stop()
 	err := p.store.Close()

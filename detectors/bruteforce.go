@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+
+	"github.com/caddy-audit/caddy-audit/storage"
 )
 
 // brute_force watches failed logins: a 401 anywhere, or a 4xx other than
@@ -89,7 +91,7 @@ func (b *bruteForce) process(c *evctx) {
 	case slow:
 		e.raise(c, &finding{
 			detector: DetectorBruteForce, rule: ruleSlowBruteForce, family: famGuessing,
-			subject: ipSubj, severity: SeverityMedium, evidence: recentEvidence(&st.recent, cfg.Slow.Threshold),
+			subject: ipSubj, severity: storage.SeverityMedium, evidence: recentEvidence(&st.recent, cfg.Slow.Threshold),
 			figures: map[string]float64{
 				"failures": float64(cfg.Slow.Threshold), "threshold": float64(cfg.Slow.Threshold),
 				"window_s": seconds(cfg.Slow.Window),
@@ -107,7 +109,7 @@ func (b *bruteForce) process(c *evctx) {
 		if n >= cfg.StuffingUsers {
 			e.raise(c, &finding{
 				detector: DetectorBruteForce, rule: ruleCredentialStuffing,
-				subject: ipSubj, severity: SeverityHigh, evidence: windowEvidence(&st.others),
+				subject: ipSubj, severity: storage.SeverityHigh, evidence: windowEvidence(&st.others),
 				figures: map[string]float64{
 					"distinct_users": float64(n), "threshold": float64(cfg.StuffingUsers),
 					"window_s": seconds(cfg.StuffingWindow),
@@ -146,7 +148,7 @@ func (b *bruteForce) process(c *evctx) {
 		if n >= cfg.StuffingIPs {
 			e.raise(c, &finding{
 				detector: DetectorBruteForce, rule: ruleDistributedBruteForce,
-				subject: userSubj, severity: SeverityHigh, evidence: windowEvidence(&us.others),
+				subject: userSubj, severity: storage.SeverityHigh, evidence: windowEvidence(&us.others),
 				figures: map[string]float64{
 					"distinct_ips": float64(n), "threshold": float64(cfg.StuffingIPs),
 					"window_s": seconds(cfg.StuffingWindow),
@@ -166,12 +168,12 @@ func (b *bruteForce) process(c *evctx) {
 	}
 }
 
-func (b *bruteForce) raiseBurst(c *evctx, st *bfState, subj Subject) {
+func (b *bruteForce) raiseBurst(c *evctx, st *bfState, subj storage.Subject) {
 	cfg := &c.s.BruteForce
 	ev := c.ev
 	f := &finding{
 		detector: DetectorBruteForce, rule: ruleLoginBurst, family: famGuessing,
-		subject: subj, severity: SeverityHigh, evidence: recentEvidence(&st.recent, cfg.Burst.Capacity+1),
+		subject: subj, severity: storage.SeverityHigh, evidence: recentEvidence(&st.recent, cfg.Burst.Capacity+1),
 		figures: map[string]float64{
 			"failures": float64(cfg.Burst.Capacity + 1), "capacity": float64(cfg.Burst.Capacity),
 			"leak_s": seconds(cfg.Burst.LeakSpeed),
@@ -181,7 +183,7 @@ func (b *bruteForce) raiseBurst(c *evctx, st *bfState, subj Subject) {
 			cfg.Burst.Capacity+1, describe(subj), cfg.Burst.Capacity, time.Duration(cfg.Burst.LeakSpeed)),
 		mitre: mitreBruteForce,
 	}
-	if subj.Kind == SubjectIP {
+	if subj.Kind == storage.SubjectIP {
 		if ev.User != "" {
 			f.observed["target_user"] = ev.User
 		}
@@ -216,7 +218,7 @@ func (b *bruteForce) success(c *evctx) {
 	win := int64(c.s.BruteForce.SuccessWindow)
 	type target struct {
 		family string
-		subj   Subject
+		subj   storage.Subject
 	}
 	targets := [4]target{
 		{famGuessing, ipSubject(ev)}, {ruleCredentialStuffing, ipSubject(ev)},
@@ -237,7 +239,7 @@ func (b *bruteForce) success(c *evctx) {
 		observed := map[string]string{"logged_in_user": who, "logged_in_from": ev.ClientIP}
 		e.raise(c, &finding{
 			detector: DetectorBruteForce, rule: a.a.Rule, family: t.family, subject: t.subj,
-			severity: SeverityCritical,
+			severity: storage.SeverityCritical,
 			figures: map[string]float64{
 				"successful_logins":      1,
 				"seconds_after_failures": float64((c.t - a.lastNS) / int64(time.Second)),

@@ -23,9 +23,9 @@ func TestBruteForce(t *testing.T) {
 			events: func() []storage.Event {
 				return failures(&stream{}, 6, 200*time.Millisecond, t0, attacker, user("alice")).evs
 			},
-			rule: ruleLoginBurst, severity: SeverityHigh,
-			check: func(t *testing.T, a Alert) {
-				if a.Subject != (Subject{SubjectIP, "203.0.113.7"}) || a.Count != 6 || len(a.Evidence.EventIDs) != 6 {
+			rule: ruleLoginBurst, severity: storage.SeverityHigh,
+			check: func(t *testing.T, a storage.Alert) {
+				if a.Subject != (storage.Subject{Kind: storage.SubjectIP, Value: "203.0.113.7"}) || a.Count != 6 || len(a.Evidence.EventIDs) != 6 {
 					t.Errorf("subject %v count %d ids %d", a.Subject, a.Count, len(a.Evidence.EventIDs))
 				}
 				f := a.Evidence.Figures
@@ -72,7 +72,7 @@ func TestBruteForce(t *testing.T) {
 				}
 				return s.evs
 			},
-			rule: ruleLoginBurst, severity: SeverityHigh,
+			rule: ruleLoginBurst, severity: storage.SeverityHigh,
 		},
 		{
 			name: "success after the failures is critical",
@@ -80,8 +80,8 @@ func TestBruteForce(t *testing.T) {
 				s := failures(&stream{}, 8, 500*time.Millisecond, t0, attacker, user("alice"))
 				return s.add(sec(10), "POST", "/login", 200, attacker, user("alice")).evs
 			},
-			rule: ruleLoginBurst, severity: SeverityCritical,
-			check: func(t *testing.T, a Alert) {
+			rule: ruleLoginBurst, severity: storage.SeverityCritical,
+			check: func(t *testing.T, a storage.Alert) {
 				if a.Count != 9 || a.Evidence.Figures["successful_logins"] != 1 || a.Evidence.Observed["logged_in_user"] != "alice" {
 					t.Errorf("count %d figures %v observed %v", a.Count, a.Evidence.Figures, a.Evidence.Observed)
 				}
@@ -93,15 +93,15 @@ func TestBruteForce(t *testing.T) {
 				s := failures(&stream{}, 8, 500*time.Millisecond, t0, attacker, user("alice"))
 				return s.add(sec(14*60), "POST", "/login", 200, attacker, user("alice")).evs
 			},
-			rule: ruleLoginBurst, severity: SeverityHigh,
+			rule: ruleLoginBurst, severity: storage.SeverityHigh,
 		},
 		{
 			name: "slow brute force: 30 failures in an hour",
 			events: func() []storage.Event {
 				return failures(&stream{}, 30, 100*time.Second, t0, attacker, user("alice")).evs
 			},
-			rule: ruleSlowBruteForce, severity: SeverityMedium,
-			check: func(t *testing.T, a Alert) {
+			rule: ruleSlowBruteForce, severity: storage.SeverityMedium,
+			check: func(t *testing.T, a storage.Alert) {
 				if a.Count != 30 || a.Evidence.Figures["threshold"] != 30 || a.Evidence.Figures["window_s"] != 3600 {
 					t.Errorf("count %d figures %v", a.Count, a.Evidence.Figures)
 				}
@@ -122,8 +122,8 @@ func TestBruteForce(t *testing.T) {
 				}
 				return s.evs
 			},
-			rule: ruleCredentialStuffing, severity: SeverityHigh,
-			check: func(t *testing.T, a Alert) {
+			rule: ruleCredentialStuffing, severity: storage.SeverityHigh,
+			check: func(t *testing.T, a storage.Alert) {
 				if a.Mitre.ID != "T1110.004" || a.Evidence.Figures["distinct_users"] != 10 || a.Count != 10 {
 					t.Errorf("mitre %v figures %v count %d", a.Mitre, a.Evidence.Figures, a.Count)
 				}
@@ -148,9 +148,9 @@ func TestBruteForce(t *testing.T) {
 				}
 				return s.evs
 			},
-			rule: ruleDistributedBruteForce, severity: SeverityHigh,
-			check: func(t *testing.T, a Alert) {
-				if a.Subject != (Subject{SubjectUser, "bob"}) || a.Evidence.Figures["distinct_ips"] != 10 {
+			rule: ruleDistributedBruteForce, severity: storage.SeverityHigh,
+			check: func(t *testing.T, a storage.Alert) {
+				if a.Subject != (storage.Subject{Kind: storage.SubjectUser, Value: "bob"}) || a.Evidence.Figures["distinct_ips"] != 10 {
 					t.Errorf("subject %v figures %v", a.Subject, a.Evidence.Figures)
 				}
 			},
@@ -164,9 +164,9 @@ func TestBruteForce(t *testing.T) {
 				}
 				return s.evs
 			},
-			rule: ruleLoginBurst, severity: SeverityHigh,
-			check: func(t *testing.T, a Alert) {
-				if a.Subject != (Subject{SubjectUser, "bob"}) {
+			rule: ruleLoginBurst, severity: storage.SeverityHigh,
+			check: func(t *testing.T, a storage.Alert) {
+				if a.Subject != (storage.Subject{Kind: storage.SubjectUser, Value: "bob"}) {
 					t.Errorf("subject %v", a.Subject)
 				}
 			},
@@ -179,8 +179,8 @@ func TestBruteForce(t *testing.T) {
 func TestBruteForceOneAlertPerAttack(t *testing.T) {
 	s := failures(&stream{}, 40, 500*time.Millisecond, t0, ip("203.0.113.7"), user("alice"))
 	alerts := feed(t, Config{}, s.evs)
-	a := expectOne(t, alerts, DetectorBruteForce, ruleLoginBurst, SeverityHigh)
-	if a.Count != 40 || len(a.Evidence.EventIDs) != MaxFirstEvidence+MaxLastEvidence {
+	a := expectOne(t, alerts, DetectorBruteForce, ruleLoginBurst, storage.SeverityHigh)
+	if a.Count != 40 || len(a.Evidence.EventIDs) != storage.MaxFirstEvidence+storage.MaxLastEvidence {
 		t.Errorf("count %d, %d event ids", a.Count, len(a.Evidence.EventIDs))
 	}
 	if a.Evidence.EventIDs[0] != "ev000001" || a.Evidence.EventIDs[24] != "ev000040" || a.Evidence.EventIDs[20] != "ev000036" {

@@ -57,11 +57,14 @@
 // hour). Process emits an update when an alert opens or escalates and at
 // most once per UpdateInterval for repeats; Flush emits the rest.
 //
+// The alert record (storage.Alert with its Subject, Evidence and Mitre) is
+// storage's, which owns the record types; this package fills it in.
 // Status changes are the admin API's: the engine always reports status
-// open and knows nothing of acknowledgements, so persistence must keep the
-// stored status fields when it applies an update, and should call Release
-// when an analyst resolves an alert so that the next repeat opens a new one.
-// ValidTransition tells which status changes are allowed.
+// open and knows nothing of acknowledgements, so persistence
+// (storage.Store.PutAlert) keeps the stored status fields when it applies
+// an update, and the integration calls Release when an analyst resolves an
+// alert so that the next repeat opens a new one.
+// storage.ValidTransition tells which status changes are allowed.
 //
 // # Stateful risk factors
 //

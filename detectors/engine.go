@@ -329,13 +329,13 @@ func (e *Engine) sizers() []sizer {
 // and subject.
 type alertKey struct {
 	detector, family string
-	subject          Subject
+	subject          storage.Subject
 }
 
 type openAlert struct {
 	key      alertKey
-	a        Alert // Evidence.EventIDs holds the first MaxFirstEvidence ids
-	tail     [MaxLastEvidence]string
+	a        storage.Alert // Evidence.EventIDs holds the first MaxFirstEvidence ids
+	tail     [storage.MaxLastEvidence]string
 	tailN    int // ids written to tail (ring position is tailN % len)
 	firstNS  int64
 	lastNS   int64
@@ -348,7 +348,7 @@ type openAlert struct {
 // finding is what a detector reports when a rule fires.
 type finding struct {
 	detector, rule, family string
-	subject                Subject
+	subject                storage.Subject
 	severity               string
 	// evidence are the events that made the rule fire (the current one
 	// included) and the span of their times.
@@ -363,7 +363,7 @@ type finding struct {
 	observed map[string]string
 	summary  string
 	actions  []string
-	mitre    Mitre
+	mitre    storage.Mitre
 }
 
 func detectorIndex(name string) int {
@@ -377,7 +377,7 @@ func detectorIndex(name string) int {
 
 // open returns the open alert for the key, or nil. An alert whose
 // suppression window has passed is closed on the way.
-func (e *Engine) open(c *evctx, detector, family string, subj Subject) *openAlert {
+func (e *Engine) open(c *evctx, detector, family string, subj storage.Subject) *openAlert {
 	k := alertKey{detector, family, subj}
 	a := e.alerts.peek(k)
 	if a == nil {
@@ -392,7 +392,7 @@ func (e *Engine) open(c *evctx, detector, family string, subj Subject) *openAler
 
 // attach counts the current event into the open alert for the key, if there
 // is one, and reports whether there was.
-func (e *Engine) attach(c *evctx, detector, family string, subj Subject) bool {
+func (e *Engine) attach(c *evctx, detector, family string, subj storage.Subject) bool {
 	a := e.open(c, detector, family, subj)
 	if a == nil {
 		return false
@@ -421,11 +421,11 @@ func (e *Engine) count(c *evctx, a *openAlert) {
 }
 
 func (e *Engine) addEvidence(a *openAlert, id string) {
-	if len(a.a.Evidence.EventIDs) < MaxFirstEvidence {
+	if len(a.a.Evidence.EventIDs) < storage.MaxFirstEvidence {
 		a.a.Evidence.EventIDs = append(a.a.Evidence.EventIDs, id)
 		return
 	}
-	a.tail[a.tailN%MaxLastEvidence] = id
+	a.tail[a.tailN%storage.MaxLastEvidence] = id
 	a.tailN++
 }
 
@@ -492,7 +492,7 @@ func (e *Engine) raise(c *evctx, f *finding) *openAlert {
 	a := e.alerts.upsert(k, e.now)
 	*a = openAlert{
 		key: k,
-		a: Alert{
+		a: storage.Alert{
 			ID:                 alertID(f.detector, f.family, f.subject, ids[0]),
 			Detector:           f.detector,
 			Rule:               f.rule,
@@ -502,10 +502,10 @@ func (e *Engine) raise(c *evctx, f *finding) *openAlert {
 			FirstSeen:          time.Unix(0, first).UTC(),
 			LastSeen:           time.Unix(0, last).UTC(),
 			Count:              max(len(ids), f.count),
-			Evidence:           Evidence{Figures: f.figures, Observed: f.observed, Summary: f.summary},
+			Evidence:           storage.Evidence{Figures: f.figures, Observed: f.observed, Summary: f.summary},
 			Mitre:              f.mitre,
 			RecommendedActions: f.actions,
-			Status:             StatusOpen,
+			Status:             storage.StatusOpen,
 		},
 		firstNS:  first,
 		lastNS:   last,
@@ -538,10 +538,10 @@ func mergeActions(first, then []string) []string {
 
 // emit appends a snapshot of the alert to the pending updates.
 func (e *Engine) emit(a *openAlert, isNew, escalated bool) {
-	snap := a.a.clone()
-	n := min(a.tailN, MaxLastEvidence)
+	snap := cloneAlert(&a.a)
+	n := min(a.tailN, storage.MaxLastEvidence)
 	for i := a.tailN - n; i < a.tailN; i++ {
-		snap.Evidence.EventIDs = append(snap.Evidence.EventIDs, a.tail[i%MaxLastEvidence])
+		snap.Evidence.EventIDs = append(snap.Evidence.EventIDs, a.tail[i%storage.MaxLastEvidence])
 	}
 	e.out = append(e.out, AlertUpdate{Alert: snap, New: isNew, Escalated: escalated})
 	a.dirty = false
@@ -596,24 +596,28 @@ func windowEvidence(d *distinctWindow) evidence {
 
 // principal is who made a request: the user when there is one, else the
 // client IP.
-func principal(ev *storage.Event) Subject {
+func principal(ev *storage.Event) storage.Subject {
 	if ev.User != "" {
-		return Subject{SubjectUser, ev.User}
+		return storage.Subject{Kind: storage.SubjectUser, Value: ev.User}
 	}
-	return Subject{SubjectIP, ev.ClientIP}
+	return storage.Subject{Kind: storage.SubjectIP, Value: ev.ClientIP}
 }
 
-func ipSubject(ev *storage.Event) Subject   { return Subject{SubjectIP, ev.ClientIP} }
-func userSubject(ev *storage.Event) Subject { return Subject{SubjectUser, ev.User} }
+func ipSubject(ev *storage.Event) storage.Subject {
+	return storage.Subject{Kind: storage.SubjectIP, Value: ev.ClientIP}
+}
+func userSubject(ev *storage.Event) storage.Subject {
+	return storage.Subject{Kind: storage.SubjectUser, Value: ev.User}
+}
 
 func seconds(d Duration) float64 { return time.Duration(d).Seconds() }
 
 // describe names a subject for summaries: "client IP 203.0.113.7".
-func describe(s Subject) string {
+func describe(s storage.Subject) string {
 	switch s.Kind {
-	case SubjectIP:
+	case storage.SubjectIP:
 		return "client IP " + s.Value
-	case SubjectUser:
+	case storage.SubjectUser:
 		return "user " + s.Value
 	}
 	return s.Kind + " " + s.Value

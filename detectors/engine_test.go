@@ -42,7 +42,7 @@ func TestUpdates(t *testing.T) {
 	for i := range s.evs {
 		ups = append(ups, e.Process(&s.evs[i])...)
 	}
-	if len(ups) != 2 || !ups[0].New || ups[0].Alert.Count != 6 || !ups[1].Escalated || ups[1].Alert.Severity != SeverityCritical {
+	if len(ups) != 2 || !ups[0].New || ups[0].Alert.Count != 6 || !ups[1].Escalated || ups[1].Alert.Severity != storage.SeverityCritical {
 		t.Fatalf("updates: %s", dump(ups))
 	}
 	if ups[1].Alert.Count != 31 || ups[0].Alert.ID != ups[1].Alert.ID {
@@ -88,15 +88,15 @@ func TestRelease(t *testing.T) {
 // Ids depend on the detector, family, subject and first event, not on the
 // engine instance or the wall clock.
 func TestAlertIDsAreStable(t *testing.T) {
-	a := alertID(DetectorBruteForce, famGuessing, Subject{SubjectIP, "203.0.113.7"}, "ev1")
-	if a != alertID(DetectorBruteForce, famGuessing, Subject{SubjectIP, "203.0.113.7"}, "ev1") || !strings.HasPrefix(a, "alr_") || len(a) != 28 {
+	a := alertID(DetectorBruteForce, famGuessing, storage.Subject{Kind: storage.SubjectIP, Value: "203.0.113.7"}, "ev1")
+	if a != alertID(DetectorBruteForce, famGuessing, storage.Subject{Kind: storage.SubjectIP, Value: "203.0.113.7"}, "ev1") || !strings.HasPrefix(a, "alr_") || len(a) != 28 {
 		t.Errorf("id %q", a)
 	}
 	for _, other := range []string{
-		alertID(DetectorBruteForce, famGuessing, Subject{SubjectIP, "203.0.113.7"}, "ev2"),
-		alertID(DetectorBruteForce, famGuessing, Subject{SubjectUser, "203.0.113.7"}, "ev1"),
-		alertID(DetectorBruteForce, ruleCredentialStuffing, Subject{SubjectIP, "203.0.113.7"}, "ev1"),
-		alertID(DetectorUnauthorizedAccess, famGuessing, Subject{SubjectIP, "203.0.113.7"}, "ev1"),
+		alertID(DetectorBruteForce, famGuessing, storage.Subject{Kind: storage.SubjectIP, Value: "203.0.113.7"}, "ev2"),
+		alertID(DetectorBruteForce, famGuessing, storage.Subject{Kind: storage.SubjectUser, Value: "203.0.113.7"}, "ev1"),
+		alertID(DetectorBruteForce, ruleCredentialStuffing, storage.Subject{Kind: storage.SubjectIP, Value: "203.0.113.7"}, "ev1"),
+		alertID(DetectorUnauthorizedAccess, famGuessing, storage.Subject{Kind: storage.SubjectIP, Value: "203.0.113.7"}, "ev1"),
 	} {
 		if other == a {
 			t.Errorf("id collision %s", a)
@@ -139,7 +139,7 @@ func TestOutOfOrder(t *testing.T) {
 	for _, d := range []float64{0.5, 0.1, 0.3, 0.2, 0.6, 0.4} {
 		s.add(sec(d), "POST", "/login", 401, ip("203.0.113.7"))
 	}
-	a := expectOne(t, feed(t, Config{}, s.evs), DetectorBruteForce, ruleLoginBurst, SeverityHigh)
+	a := expectOne(t, feed(t, Config{}, s.evs), DetectorBruteForce, ruleLoginBurst, storage.SeverityHigh)
 	if !a.FirstSeen.Equal(sec(0.1)) || !a.LastSeen.Equal(sec(0.6)) {
 		t.Errorf("first %v last %v", a.FirstSeen, a.LastSeen)
 	}
@@ -222,7 +222,7 @@ func TestTTLEviction(t *testing.T) {
 
 func TestAlertJSON(t *testing.T) {
 	s := failures(&stream{}, 6, 100*time.Millisecond, t0, ip("203.0.113.7"), user("alice"))
-	a := expectOne(t, feed(t, Config{}, s.evs), DetectorBruteForce, ruleLoginBurst, SeverityHigh)
+	a := expectOne(t, feed(t, Config{}, s.evs), DetectorBruteForce, ruleLoginBurst, storage.SeverityHigh)
 	b, err := json.Marshal(a)
 	if err != nil {
 		t.Fatal(err)
@@ -249,7 +249,7 @@ func TestAlertJSON(t *testing.T) {
 	if !strings.Contains(a.RecommendedActions[0], "Block client IP 203.0.113.7") {
 		t.Errorf("actions %v", a.RecommendedActions)
 	}
-	var back Alert
+	var back storage.Alert
 	if err := json.Unmarshal(b, &back); err != nil || back.ID != a.ID || !back.FirstSeen.Equal(a.FirstSeen) {
 		t.Errorf("round trip: %v %+v", err, back)
 	}
@@ -257,15 +257,15 @@ func TestAlertJSON(t *testing.T) {
 
 func TestValidTransition(t *testing.T) {
 	ok := map[[2]string]bool{
-		{StatusOpen, StatusAcknowledged}: true, {StatusOpen, StatusResolved}: true, {StatusOpen, StatusFalsePositive}: true,
-		{StatusAcknowledged, StatusOpen}: true, {StatusAcknowledged, StatusResolved}: true, {StatusAcknowledged, StatusFalsePositive}: true,
-		{StatusResolved, StatusOpen}: true, {StatusFalsePositive, StatusOpen}: true,
+		{storage.StatusOpen, storage.StatusAcknowledged}: true, {storage.StatusOpen, storage.StatusResolved}: true, {storage.StatusOpen, storage.StatusFalsePositive}: true,
+		{storage.StatusAcknowledged, storage.StatusOpen}: true, {storage.StatusAcknowledged, storage.StatusResolved}: true, {storage.StatusAcknowledged, storage.StatusFalsePositive}: true,
+		{storage.StatusResolved, storage.StatusOpen}: true, {storage.StatusFalsePositive, storage.StatusOpen}: true,
 	}
-	all := []string{StatusOpen, StatusAcknowledged, StatusResolved, StatusFalsePositive, "", "closed"}
+	all := []string{storage.StatusOpen, storage.StatusAcknowledged, storage.StatusResolved, storage.StatusFalsePositive, "", "closed"}
 	for _, from := range all {
 		for _, to := range all {
-			if got := ValidTransition(from, to); got != ok[[2]string{from, to}] {
-				t.Errorf("ValidTransition(%q, %q) = %v", from, to, got)
+			if got := storage.ValidTransition(from, to); got != ok[[2]string{from, to}] {
+				t.Errorf("storage.ValidTransition(%q, %q) = %v", from, to, got)
 			}
 		}
 	}
@@ -282,5 +282,5 @@ func TestDisabled(t *testing.T) {
 	for i := range s.evs {
 		s.evs[i].Workspace = "on"
 	}
-	expectOne(t, feed(t, cfg, s.evs), DetectorBruteForce, ruleLoginBurst, SeverityHigh)
+	expectOne(t, feed(t, cfg, s.evs), DetectorBruteForce, ruleLoginBurst, storage.SeverityHigh)
 }

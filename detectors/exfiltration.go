@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/dustin/go-humanize"
+
+	"github.com/caddy-audit/caddy-audit/storage"
 )
 
 // data_exfiltration accounts, per principal (user, else client IP), the
@@ -32,7 +34,7 @@ import (
 // application's own HTTPS API.
 type exfiltration struct {
 	e          *Engine
-	principals *table[Subject, exState]
+	principals *table[storage.Subject, exState]
 }
 
 type exState struct {
@@ -82,10 +84,10 @@ const exSlots = 5
 // slotOf maps a slot index (negative before 1970) to its place in the ring.
 func slotOf(idx int64) int { return int((idx%exSlots + exSlots) % exSlots) }
 
-const exEvidence = MaxFirstEvidence + MaxLastEvidence
+const exEvidence = storage.MaxFirstEvidence + storage.MaxLastEvidence
 
 func newExfiltration(e *Engine, lim Limits) *exfiltration {
-	return &exfiltration{e: e, principals: newTable[Subject, exState](lim.MaxProfiles, int64(lim.BaselineTTL))}
+	return &exfiltration{e: e, principals: newTable[storage.Subject, exState](lim.MaxProfiles, int64(lim.BaselineTTL))}
 }
 
 func (x *exfiltration) process(c *evctx) {
@@ -154,16 +156,16 @@ func (x *exfiltration) process(c *evctx) {
 	var why string
 	switch {
 	case cfg.MaxBytes > 0 && estB > float64(cfg.MaxBytes):
-		sev, why = SeverityHigh, fmt.Sprintf("above the ceiling of %s", humanize.IBytes(uint64(cfg.MaxBytes)))
+		sev, why = storage.SeverityHigh, fmt.Sprintf("above the ceiling of %s", humanize.IBytes(uint64(cfg.MaxBytes)))
 	case cfg.MaxRecords > 0 && estR > float64(cfg.MaxRecords):
-		sev, why = SeverityHigh, fmt.Sprintf("above the ceiling of %d records", cfg.MaxRecords)
+		sev, why = storage.SeverityHigh, fmt.Sprintf("above the ceiling of %d records", cfg.MaxRecords)
 	case st.n >= cfg.MinWindows:
 		sdB, sdR := st.sd(st.m2B), st.sd(st.m2R)
 		if estB >= float64(cfg.MinBytes) && estB > st.meanB+cfg.Sigma*sdB && estB > st.peakB {
-			sev, why = SeverityMedium, fmt.Sprintf("above this principal's baseline (mean %s + %.0f sigma = %s, largest window %s)",
+			sev, why = storage.SeverityMedium, fmt.Sprintf("above this principal's baseline (mean %s + %.0f sigma = %s, largest window %s)",
 				humanize.IBytes(uint64(st.meanB)), cfg.Sigma, humanize.IBytes(uint64(st.meanB+cfg.Sigma*sdB)), humanize.IBytes(uint64(st.peakB)))
 		} else if estR >= float64(cfg.MinRecords) && estR > st.meanR+cfg.Sigma*sdR && estR > st.peakR {
-			sev, why = SeverityMedium, fmt.Sprintf("above this principal's baseline (mean %.0f + %.0f sigma = %.0f records, largest window %.0f)",
+			sev, why = storage.SeverityMedium, fmt.Sprintf("above this principal's baseline (mean %.0f + %.0f sigma = %.0f records, largest window %.0f)",
 				st.meanR, cfg.Sigma, st.meanR+cfg.Sigma*sdR, st.peakR)
 		}
 	}
@@ -194,12 +196,12 @@ const (
 	famExfiltration  = "exfiltration"
 )
 
-func exfilActions(subj Subject, c *evctx) []string {
+func exfilActions(subj storage.Subject, c *evctx) []string {
 	since := c.time().Add(-time.Duration(c.s.DataExfiltration.Window)).Format(time.RFC3339)
 	out := []string{
 		"Review what " + describe(subj) + " downloaded since " + since + " (the evidence lists the events; search events by " + subj.Kind + ")",
 	}
-	if subj.Kind == SubjectUser {
+	if subj.Kind == storage.SubjectUser {
 		out = append(out,
 			"Suspend the sessions and API tokens of user "+subj.Value+" until the download is explained",
 			"Confirm with the data owner whether an export of this size by "+subj.Value+" was approved")
@@ -253,7 +255,7 @@ func (x *exfiltration) roll(st *exState, t, W int64) {
 }
 
 // enumeration follows runs of consecutive ids and pages.
-func (x *exfiltration) enumeration(c *evctx, st *exState, subj Subject) {
+func (x *exfiltration) enumeration(c *evctx, st *exState, subj storage.Subject) {
 	ev, cfg := c.ev, &c.s.DataExfiltration
 	gap := int64(cfg.Window) // a pause longer than a window ends a run
 	if coll, _, num, numeric, ok := recordRef(ev.Path); ok && numeric && cfg.SequentialIDs > 0 {
@@ -300,13 +302,13 @@ func (x *exfiltration) enumeration(c *evctx, st *exState, subj Subject) {
 	}
 }
 
-func (x *exfiltration) raiseEnumeration(c *evctx, st *exState, subj Subject, what string, run, threshold int, from, to int64) {
+func (x *exfiltration) raiseEnumeration(c *evctx, st *exState, subj storage.Subject, what string, run, threshold int, from, to int64) {
 	ev := c.ev
 	evd := recentEvidence(&st.runIDs, exEvidence)
 	evd.first = min(evd.first, st.runFirstT)
 	x.e.raise(c, &finding{
 		detector: DetectorDataExfiltration, rule: ruleEnumeration, family: famExfiltration,
-		subject: subj, severity: SeverityHigh, evidence: evd, count: run, refresh: true,
+		subject: subj, severity: storage.SeverityHigh, evidence: evd, count: run, refresh: true,
 		figures: map[string]float64{
 			"sequential_" + what: float64(run), "threshold": float64(threshold),
 			"first_" + what[:len(what)-1]: float64(from), "last_" + what[:len(what)-1]: float64(to),

@@ -42,7 +42,7 @@ func TestDataExfiltration(t *testing.T) {
 	runCases(t, DetectorDataExfiltration, []detectorCase{
 		{name: "501 distinct records in 4 minutes", events: func() []storage.Event {
 			return randomRecords(&stream{}, 501, window0, 4*time.Minute, eve).evs
-		}, rule: ruleBulkDownload, severity: SeverityHigh, check: func(t *testing.T, a Alert) {
+		}, rule: ruleBulkDownload, severity: storage.SeverityHigh, check: func(t *testing.T, a storage.Alert) {
 			if a.Evidence.Figures["records"] != 501 || a.Evidence.Figures["max_records"] != 500 || a.Mitre.ID != "T1567" {
 				t.Errorf("figures %v mitre %v", a.Evidence.Figures, a.Mitre)
 			}
@@ -52,7 +52,7 @@ func TestDataExfiltration(t *testing.T) {
 		}},
 		{name: "straddling a window boundary", events: func() []storage.Event {
 			return randomRecords(&stream{}, 600, window0.Add(-2*time.Minute), 4*time.Minute, eve).evs
-		}, rule: ruleBulkDownload, severity: SeverityHigh},
+		}, rule: ruleBulkDownload, severity: storage.SeverityHigh},
 		{name: "near miss: 600 records over 15 minutes", events: func() []storage.Event {
 			return randomRecords(&stream{}, 600, window0, 15*time.Minute, eve).evs
 		}},
@@ -62,14 +62,14 @@ func TestDataExfiltration(t *testing.T) {
 				s.add(window0.Add(time.Duration(i)*10*time.Second), "GET", "/api/export", 200, eve, bytesOut(10<<20))
 			}
 			return s.evs
-		}, rule: ruleBulkDownload, severity: SeverityHigh},
+		}, rule: ruleBulkDownload, severity: storage.SeverityHigh},
 		{name: "above the baseline", events: func() []storage.Event {
 			s := history(20)
 			for i := range 6 {
 				s.add(window0.Add(time.Duration(i)*20*time.Second), "GET", "/api/export", 200, eve, bytesOut(2<<20))
 			}
 			return s.evs
-		}, rule: ruleBulkDownload, severity: SeverityMedium, check: func(t *testing.T, a Alert) {
+		}, rule: ruleBulkDownload, severity: storage.SeverityMedium, check: func(t *testing.T, a storage.Alert) {
 			f := a.Evidence.Figures
 			if f["baseline_windows"] != 20 || f["bytes"] < 10<<20 || f["baseline_mean_bytes"] > 300000 {
 				t.Errorf("figures %v", f)
@@ -95,7 +95,7 @@ func TestDataExfiltration(t *testing.T) {
 				s.add(window0.Add(time.Duration(i)*time.Second), "GET", fmt.Sprintf("/api/v1/items/%d", 1000+i), 200, eve)
 			}
 			return s.evs
-		}, rule: ruleEnumeration, severity: SeverityHigh, check: func(t *testing.T, a Alert) {
+		}, rule: ruleEnumeration, severity: storage.SeverityHigh, check: func(t *testing.T, a storage.Alert) {
 			f := a.Evidence.Figures
 			if f["sequential_ids"] != 50 || f["first_id"] != 1000 || f["last_id"] != 1049 || a.Count != 50 ||
 				a.Evidence.Observed["collection"] != "/api/v1/items" {
@@ -112,8 +112,8 @@ func TestDataExfiltration(t *testing.T) {
 				s.add(window0.Add(time.Duration(i)*time.Second), "GET", fmt.Sprintf("/api/items/%d", 5000-i), status, ip("203.0.113.50"))
 			}
 			return s.evs
-		}, rule: ruleEnumeration, severity: SeverityHigh, check: func(t *testing.T, a Alert) {
-			if a.Subject != (Subject{SubjectIP, "203.0.113.50"}) {
+		}, rule: ruleEnumeration, severity: storage.SeverityHigh, check: func(t *testing.T, a storage.Alert) {
+			if a.Subject != (storage.Subject{Kind: storage.SubjectIP, Value: "203.0.113.50"}) {
 				t.Errorf("subject %v", a.Subject)
 			}
 		}},
@@ -130,14 +130,14 @@ func TestDataExfiltration(t *testing.T) {
 				s.add(window0.Add(time.Duration(i)*2*time.Second), "GET", "/api/items", 200, eve, query(fmt.Sprintf("sort=id&page=%d", i+1)))
 			}
 			return s.evs
-		}, rule: ruleEnumeration, severity: SeverityHigh},
+		}, rule: ruleEnumeration, severity: storage.SeverityHigh},
 		{name: "evenly stepped offsets", events: func() []storage.Event {
 			s := &stream{}
 			for i := range 25 {
 				s.add(window0.Add(time.Duration(i)*2*time.Second), "GET", "/api/items", 200, eve, query(fmt.Sprintf("offset=%d&limit=100", i*100)))
 			}
 			return s.evs
-		}, rule: ruleEnumeration, severity: SeverityHigh},
+		}, rule: ruleEnumeration, severity: storage.SeverityHigh},
 		{name: "near miss: 19 pages", events: func() []storage.Event {
 			s := &stream{}
 			for i := range 19 {
@@ -160,7 +160,7 @@ func TestDataExfiltrationAlertWindowNotLearnt(t *testing.T) {
 	for i := range s.evs {
 		e.Process(&s.evs[i])
 	}
-	st := e.ex.principals.peek(Subject{SubjectUser, "eve"})
+	st := e.ex.principals.peek(storage.Subject{Kind: storage.SubjectUser, Value: "eve"})
 	if st.n != 20 || st.peakB > 1<<20 {
 		t.Errorf("baseline has %d windows, peak %v: the alert window was learnt", st.n, st.peakB)
 	}

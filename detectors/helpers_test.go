@@ -54,15 +54,15 @@ func (s *stream) sorted() []storage.Event {
 
 // feed runs the events through a fresh engine and returns the final state
 // of every alert.
-func feed(t *testing.T, cfg Config, evs []storage.Event) []Alert {
+func feed(t *testing.T, cfg Config, evs []storage.Event) []storage.Alert {
 	t.Helper()
 	_, alerts := run(cfg, evs)
 	return alerts
 }
 
 // only returns the alerts of one detector.
-func only(alerts []Alert, detector string) []Alert {
-	var out []Alert
+func only(alerts []storage.Alert, detector string) []storage.Alert {
+	var out []storage.Alert
 	for _, a := range alerts {
 		if a.Detector == detector {
 			out = append(out, a)
@@ -73,7 +73,7 @@ func only(alerts []Alert, detector string) []Alert {
 
 // expectOne checks there is exactly one alert of the detector, with the rule
 // and severity given, and returns it.
-func expectOne(t *testing.T, alerts []Alert, detector, rule, severity string) Alert {
+func expectOne(t *testing.T, alerts []storage.Alert, detector, rule, severity string) storage.Alert {
 	t.Helper()
 	got := only(alerts, detector)
 	if len(got) != 1 {
@@ -87,7 +87,7 @@ func expectOne(t *testing.T, alerts []Alert, detector, rule, severity string) Al
 	return a
 }
 
-func expectNone(t *testing.T, alerts []Alert, detector string) {
+func expectNone(t *testing.T, alerts []storage.Alert, detector string) {
 	t.Helper()
 	if got := only(alerts, detector); len(got) != 0 {
 		t.Fatalf("%d %s alerts, want none: %s", len(got), detector, dump(got))
@@ -95,7 +95,7 @@ func expectNone(t *testing.T, alerts []Alert, detector string) {
 }
 
 // checkAlert checks what every alert must have.
-func checkAlert(t *testing.T, a Alert) {
+func checkAlert(t *testing.T, a storage.Alert) {
 	t.Helper()
 	switch {
 	case a.ID == "" || a.Detector == "" || a.Rule == "":
@@ -104,7 +104,7 @@ func checkAlert(t *testing.T, a Alert) {
 		t.Errorf("alert severity %q", a.Severity)
 	case a.Subject.Kind == "":
 		t.Errorf("alert without subject: %+v", a)
-	case a.Count < 1 || len(a.Evidence.EventIDs) == 0 || len(a.Evidence.EventIDs) > MaxFirstEvidence+MaxLastEvidence:
+	case a.Count < 1 || len(a.Evidence.EventIDs) == 0 || len(a.Evidence.EventIDs) > storage.MaxFirstEvidence+storage.MaxLastEvidence:
 		t.Errorf("alert count %d with %d event ids", a.Count, len(a.Evidence.EventIDs))
 	case len(a.Evidence.EventIDs) > a.Count:
 		t.Errorf("alert has %d event ids for %d events", len(a.Evidence.EventIDs), a.Count)
@@ -114,7 +114,7 @@ func checkAlert(t *testing.T, a Alert) {
 		t.Errorf("alert without MITRE technique")
 	case len(a.RecommendedActions) == 0:
 		t.Errorf("alert without recommended actions")
-	case a.Status != StatusOpen:
+	case a.Status != storage.StatusOpen:
 		t.Errorf("alert status %q", a.Status)
 	case a.LastSeen.Before(a.FirstSeen):
 		t.Errorf("alert last seen %v before first seen %v", a.LastSeen, a.FirstSeen)
@@ -146,7 +146,7 @@ type detectorCase struct {
 	events   func() []storage.Event
 	rule     string // empty: the detector must stay quiet
 	severity string
-	check    func(t *testing.T, a Alert)
+	check    func(t *testing.T, a storage.Alert)
 }
 
 func runCases(t *testing.T, detector string, cases []detectorCase) {

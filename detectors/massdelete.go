@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/caddy-audit/caddy-audit/storage"
 )
 
 // mass_deletion counts successful (2xx) DELETEs per principal (user, else
@@ -17,7 +19,7 @@ import (
 // alert. T1485.
 type massDeletion struct {
 	e          *Engine
-	principals *table[Subject, mdState]
+	principals *table[storage.Subject, mdState]
 }
 
 type mdState struct {
@@ -39,7 +41,7 @@ const (
 
 func newMassDeletion(e *Engine, lim Limits) *massDeletion {
 	ttl := e.maxOver(func(s *settings) int64 { return int64(s.MassDeletion.Deletes.Window) })
-	return &massDeletion{e: e, principals: newTable[Subject, mdState](lim.MaxKeys, ttl)}
+	return &massDeletion{e: e, principals: newTable[storage.Subject, mdState](lim.MaxKeys, ttl)}
 }
 
 func (m *massDeletion) process(c *evctx) {
@@ -64,14 +66,14 @@ func (m *massDeletion) process(c *evctx) {
 		return
 	}
 	types := st.recent.distinctHashes(n)
-	sev := SeverityHigh
+	sev := storage.SeverityHigh
 	var why []string
 	if cfg.CriticalFactor > 0 && n >= th*cfg.CriticalFactor {
-		sev = SeverityCritical
+		sev = storage.SeverityCritical
 		why = append(why, fmt.Sprintf("%d times the threshold", cfg.CriticalFactor))
 	}
 	if cfg.CriticalResourceTypes > 0 && types >= cfg.CriticalResourceTypes {
-		sev = SeverityCritical
+		sev = storage.SeverityCritical
 		why = append(why, fmt.Sprintf("across %d resource types", types))
 	}
 	summary := fmt.Sprintf("%s deleted %d records within %s (threshold %d)",

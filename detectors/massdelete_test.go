@@ -22,12 +22,12 @@ func TestMassDeletion(t *testing.T) {
 	dave, items := user("dave"), []string{"items"}
 	runCases(t, DetectorMassDeletion, []detectorCase{
 		{name: "20 deletes in 4 minutes", events: deletes(20, 12*time.Second, items, 204, dave),
-			rule: ruleBulkDelete, severity: SeverityHigh, check: func(t *testing.T, a Alert) {
+			rule: ruleBulkDelete, severity: storage.SeverityHigh, check: func(t *testing.T, a storage.Alert) {
 				f := a.Evidence.Figures
 				if a.Count != 20 || f["deletes"] != 20 || f["threshold"] != 20 || f["window_s"] != 300 || a.Mitre.ID != "T1485" {
 					t.Errorf("count %d figures %v", a.Count, f)
 				}
-				if a.Evidence.Observed["resource_types"] != "items" || a.Subject != (Subject{SubjectUser, "dave"}) {
+				if a.Evidence.Observed["resource_types"] != "items" || a.Subject != (storage.Subject{Kind: storage.SubjectUser, Value: "dave"}) {
 					t.Errorf("observed %v subject %v", a.Evidence.Observed, a.Subject)
 				}
 			}},
@@ -35,19 +35,19 @@ func TestMassDeletion(t *testing.T) {
 		{name: "near miss: 30 deletes over 10 minutes", events: deletes(30, 20*time.Second, items, 204, dave)},
 		{name: "near miss: 40 failed deletes", events: deletes(40, time.Second, items, 404, dave)},
 		{name: "100 deletes is 5 times the threshold", events: deletes(100, 2*time.Second, items, 200, dave),
-			rule: ruleBulkDelete, severity: SeverityCritical, check: func(t *testing.T, a Alert) {
+			rule: ruleBulkDelete, severity: storage.SeverityCritical, check: func(t *testing.T, a storage.Alert) {
 				if a.Count != 100 || a.Evidence.Figures["deletes"] != 100 {
 					t.Errorf("count %d figures %v", a.Count, a.Evidence.Figures)
 				}
 			}},
 		{name: "20 deletes across 3 resource types", events: deletes(20, 5*time.Second, []string{"items", "v2/projects", "documents"}, 204, dave),
-			rule: ruleBulkDelete, severity: SeverityCritical, check: func(t *testing.T, a Alert) {
+			rule: ruleBulkDelete, severity: storage.SeverityCritical, check: func(t *testing.T, a storage.Alert) {
 				if a.Evidence.Observed["resource_types"] != "documents, items, projects" {
 					t.Errorf("observed %v", a.Evidence.Observed)
 				}
 			}},
 		{name: "by client IP when there is no user", events: deletes(25, time.Second, items, 204, ip("203.0.113.8")),
-			rule: ruleBulkDelete, severity: SeverityHigh},
+			rule: ruleBulkDelete, severity: storage.SeverityHigh},
 	})
 }
 

@@ -25,7 +25,7 @@ func scenarioConfig(s *scenario.Scenario) Config {
 
 // run feeds events to a fresh engine and returns every update and the final
 // state of every alert, in the order the alerts opened.
-func run(cfg Config, events []storage.Event) ([]AlertUpdate, []Alert) {
+func run(cfg Config, events []storage.Event) ([]AlertUpdate, []storage.Alert) {
 	e := NewEngine(cfg)
 	var ups []AlertUpdate
 	for i := range events {
@@ -35,16 +35,16 @@ func run(cfg Config, events []storage.Event) ([]AlertUpdate, []Alert) {
 	return ups, finalAlerts(ups)
 }
 
-func finalAlerts(ups []AlertUpdate) []Alert {
+func finalAlerts(ups []AlertUpdate) []storage.Alert {
 	var order []string
-	last := map[string]Alert{}
+	last := map[string]storage.Alert{}
 	for _, u := range ups {
 		if _, ok := last[u.Alert.ID]; !ok {
 			order = append(order, u.Alert.ID)
 		}
 		last[u.Alert.ID] = u.Alert
 	}
-	out := make([]Alert, 0, len(order))
+	out := make([]storage.Alert, 0, len(order))
 	for _, id := range order {
 		out = append(out, last[id])
 	}
@@ -56,7 +56,7 @@ func finalAlerts(ups []AlertUpdate) []Alert {
 // attack's; an alert's evidence may start with the subject's own events
 // just before the attack, such as a benign delete in the same window), or
 // -1.
-func attribute(a Alert, attacks []scenario.Attack) int {
+func attribute(a storage.Alert, attacks []scenario.Attack) int {
 	for i, at := range attacks {
 		if !slices.Contains(at.IPs, a.Subject.Value) && !slices.Contains(at.Users, a.Subject.Value) {
 			continue
@@ -90,7 +90,7 @@ func TestMixedRun(t *testing.T) {
 		alsoFired []string
 	}
 	rows := make([]row, len(s.Attacks))
-	var fps []Alert
+	var fps []storage.Alert
 	for _, a := range alerts {
 		i := attribute(a, s.Attacks)
 		if i < 0 {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+
+	"github.com/caddy-audit/caddy-audit/storage"
 )
 
 // privilege_escalation watches the privileged routes: Routes.Admin and the
@@ -112,7 +114,7 @@ func (pe *privilegeEscalation) process(c *evctx) {
 		secs := (c.t - denied.t) / int64(time.Second)
 		e.raise(c, &finding{
 			detector: DetectorPrivilegeEscalation, rule: ruleDeniedThenAllowed, family: famAdminAccess,
-			subject: subj, severity: SeverityHigh, evidence: evidence{ids: []string{denied.id, ev.ID}, first: denied.t, last: c.t},
+			subject: subj, severity: storage.SeverityHigh, evidence: evidence{ids: []string{denied.id, ev.ID}, first: denied.t, last: c.t},
 			figures: map[string]float64{
 				"denied_status": 403, "allowed_status": float64(ev.Status),
 				"seconds_between": float64(secs), "window_s": seconds(cfg.DeniedWindow),
@@ -135,7 +137,7 @@ func (pe *privilegeEscalation) process(c *evctx) {
 		}
 		e.raise(c, &finding{
 			detector: DetectorPrivilegeEscalation, rule: ruleAdminRouteAccess, family: famAdminAccess,
-			subject: subj, severity: SeverityHigh,
+			subject: subj, severity: storage.SeverityHigh,
 			figures:  map[string]float64{"status": float64(ev.Status), "admin_users": float64(len(admins))},
 			observed: map[string]string{"route": ev.Method + " " + ev.Path},
 			summary: fmt.Sprintf("%s, not in admin_users, got %d on admin route %s %s",
@@ -153,11 +155,11 @@ func (pe *privilegeEscalation) process(c *evctx) {
 		sev := ""
 		switch {
 		case self:
-			sev = SeverityCritical
+			sev = storage.SeverityCritical
 		case len(admins) == 0:
-			sev = SeverityMedium
+			sev = storage.SeverityMedium
 		case !isAdmin:
-			sev = SeverityHigh
+			sev = storage.SeverityHigh
 		}
 		if sev == "" {
 			return

@@ -15,8 +15,8 @@ func TestPrivilegeEscalation(t *testing.T) {
 			s := &stream{}
 			s.add(sec(0), "GET", "/admin/users/7", 403, bob, office)
 			return s.add(sec(30), "GET", "/admin/users/8/", 200, bob, office).evs
-		}, rule: ruleDeniedThenAllowed, severity: SeverityHigh, check: func(t *testing.T, a Alert) {
-			if a.Subject != (Subject{SubjectUser, "bob"}) || a.Count != 2 || a.Mitre.ID != "T1068" ||
+		}, rule: ruleDeniedThenAllowed, severity: storage.SeverityHigh, check: func(t *testing.T, a storage.Alert) {
+			if a.Subject != (storage.Subject{Kind: storage.SubjectUser, Value: "bob"}) || a.Count != 2 || a.Mitre.ID != "T1068" ||
 				a.Evidence.Figures["seconds_between"] != 30 || !a.FirstSeen.Equal(t0) {
 				t.Errorf("%s", dump(a))
 			}
@@ -25,7 +25,7 @@ func TestPrivilegeEscalation(t *testing.T) {
 			s := &stream{}
 			s.add(sec(0), "GET", "/admin/settings", 403, office)
 			return s.add(sec(20), "GET", "/admin/settings", 200, user("root"), office).evs
-		}, cfg: admins, rule: ruleDeniedThenAllowed, severity: SeverityHigh},
+		}, cfg: admins, rule: ruleDeniedThenAllowed, severity: storage.SeverityHigh},
 		{name: "near miss: colleagues behind one office IP", events: func() []storage.Event {
 			s := &stream{}
 			s.add(sec(0), "GET", "/admin/users", 403, bob, office)
@@ -43,7 +43,7 @@ func TestPrivilegeEscalation(t *testing.T) {
 		}},
 		{name: "non-admin succeeds on an admin route", cfg: admins, events: func() []storage.Event {
 			return (&stream{}).add(sec(0), "GET", "/admin/users", 200, bob).evs
-		}, rule: ruleAdminRouteAccess, severity: SeverityHigh},
+		}, rule: ruleAdminRouteAccess, severity: storage.SeverityHigh},
 		{name: "near miss: an admin on an admin route", cfg: admins, events: func() []storage.Event {
 			return (&stream{}).add(sec(0), "GET", "/admin/users", 200, user("root")).evs
 		}},
@@ -52,17 +52,17 @@ func TestPrivilegeEscalation(t *testing.T) {
 		}},
 		{name: "a user changes their own roles", cfg: admins, events: func() []storage.Event {
 			return (&stream{}).add(sec(0), "PUT", "/api/users/bob/roles", 200, bob).evs
-		}, rule: ruleRoleChange, severity: SeverityCritical, check: func(t *testing.T, a Alert) {
+		}, rule: ruleRoleChange, severity: storage.SeverityCritical, check: func(t *testing.T, a storage.Alert) {
 			if a.Evidence.Figures["self_change"] != 1 || a.Mitre.ID != "T1098" {
 				t.Errorf("figures %v mitre %v", a.Evidence.Figures, a.Mitre)
 			}
 		}},
 		{name: "a non-admin changes someone's permissions", cfg: admins, events: func() []storage.Event {
 			return (&stream{}).add(sec(0), "POST", "/api/workspaces/acme/permissions", 201, bob).evs
-		}, rule: ruleRoleChange, severity: SeverityHigh},
+		}, rule: ruleRoleChange, severity: storage.SeverityHigh},
 		{name: "role change without an admin list is for review", events: func() []storage.Event {
 			return (&stream{}).add(sec(0), "PATCH", "/api/users/carol/roles", 200, user("root")).evs
-		}, rule: ruleRoleChange, severity: SeverityMedium},
+		}, rule: ruleRoleChange, severity: storage.SeverityMedium},
 		{name: "near miss: an admin changes someone else's roles", cfg: admins, events: func() []storage.Event {
 			return (&stream{}).add(sec(0), "PUT", "/api/users/carol/roles", 200, user("root")).evs
 		}},
@@ -90,10 +90,10 @@ func TestPrivilegeEscalationStory(t *testing.T) {
 	if len(alerts) != 2 {
 		t.Fatalf("%d alerts: %s", len(alerts), dump(alerts))
 	}
-	if a := alerts[0]; a.Rule != ruleDeniedThenAllowed || a.Severity != SeverityHigh || a.Count != 3 {
+	if a := alerts[0]; a.Rule != ruleDeniedThenAllowed || a.Severity != storage.SeverityHigh || a.Count != 3 {
 		t.Errorf("admin access alert %s/%s count %d", a.Rule, a.Severity, a.Count)
 	}
-	if a := alerts[1]; a.Rule != ruleRoleChange || a.Severity != SeverityCritical {
+	if a := alerts[1]; a.Rule != ruleRoleChange || a.Severity != storage.SeverityCritical {
 		t.Errorf("role alert %s/%s", a.Rule, a.Severity)
 	}
 	checkReplay(t, cfg, s.evs)

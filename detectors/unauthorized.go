@@ -3,6 +3,8 @@ package detectors
 import (
 	"fmt"
 	"time"
+
+	"github.com/caddy-audit/caddy-audit/storage"
 )
 
 // unauthorized_access watches denials and probing. Rules of the probing
@@ -34,7 +36,7 @@ import (
 type unauthorizedAccess struct {
 	e          *Engine
 	ips        *table[string, unIP]
-	principals *table[Subject, unPrincipal]
+	principals *table[storage.Subject, unPrincipal]
 }
 
 type unIP struct {
@@ -61,7 +63,7 @@ const (
 	ruleErrorRatio           = "error_ratio"
 	ruleUnauthenticatedAPI   = "unauthenticated_api"
 	famProbing               = "probing"
-	unEvidence               = MaxFirstEvidence + MaxLastEvidence
+	unEvidence               = storage.MaxFirstEvidence + storage.MaxLastEvidence
 )
 
 func newUnauthorizedAccess(e *Engine, lim Limits) *unauthorizedAccess {
@@ -74,7 +76,7 @@ func newUnauthorizedAccess(e *Engine, lim Limits) *unauthorizedAccess {
 	return &unauthorizedAccess{
 		e:          e,
 		ips:        newTable[string, unIP](lim.MaxKeys, ttl),
-		principals: newTable[Subject, unPrincipal](lim.MaxKeys, ttl),
+		principals: newTable[storage.Subject, unPrincipal](lim.MaxKeys, ttl),
 	}
 }
 
@@ -91,14 +93,14 @@ func (u *unauthorizedAccess) process(c *evctx) {
 	if (ev.Status == 401 || ev.Status == 403) && !c.login {
 		ps.deniedRecent.push(stamp{t: c.t, id: ev.ID}, cfg.Denied.Capacity+1)
 		if ps.denied.pour(c.t, cfg.Denied) {
-			f := u.probeFinding(c, subj, ruleDeniedBurst, SeverityMedium, recentEvidence(&ps.deniedRecent, cfg.Denied.Capacity+1))
+			f := u.probeFinding(c, subj, ruleDeniedBurst, storage.SeverityMedium, recentEvidence(&ps.deniedRecent, cfg.Denied.Capacity+1))
 			f.figures = map[string]float64{
 				"denied": float64(cfg.Denied.Capacity + 1), "capacity": float64(cfg.Denied.Capacity),
 				"leak_s": seconds(cfg.Denied.LeakSpeed),
 			}
 			f.summary = fmt.Sprintf("%s got %d answers 401 or 403 in a burst (bucket capacity %d, one token back every %s), last on %s",
 				describe(subj), cfg.Denied.Capacity+1, cfg.Denied.Capacity, time.Duration(cfg.Denied.LeakSpeed), ev.Path)
-			if subj.Kind == SubjectUser {
+			if subj.Kind == storage.SubjectUser {
 				f.actions = []string{
 					"Ask why " + ev.User + " keeps being denied: a broken client, or someone trying records they should not see (look for sequential ids in the evidence paths)",
 					"Suspend the sessions of " + ev.User + " if the paths target other users' or workspaces' data",
@@ -122,7 +124,7 @@ func (u *unauthorizedAccess) process(c *evctx) {
 		if ip.unauth.pour(c.t, cfg.Unauthenticated) {
 			e.raise(c, &finding{
 				detector: DetectorUnauthorizedAccess, rule: ruleUnauthenticatedAPI, subject: ipSubj,
-				severity: SeverityHigh, evidence: recentEvidence(&ip.unauthRecent, cfg.Unauthenticated.Capacity+1),
+				severity: storage.SeverityHigh, evidence: recentEvidence(&ip.unauthRecent, cfg.Unauthenticated.Capacity+1),
 				figures: map[string]float64{
 					"unauthenticated_2xx": float64(cfg.Unauthenticated.Capacity + 1),
 					"capacity":            float64(cfg.Unauthenticated.Capacity),
@@ -150,7 +152,7 @@ func (u *unauthorizedAccess) process(c *evctx) {
 	if p := s.sensitive.match(ev.Path); p != "" {
 		if over, _ := ip.sensitive.pour(c.t, hashFold(ev.Path), cfg.SensitiveFiles); over {
 			b := cfg.SensitiveFiles
-			f := u.bucketFinding(c, ip, ruleSensitiveFileProbing, SeverityHigh, b, "distinct_sensitive_paths",
+			f := u.bucketFinding(c, ip, ruleSensitiveFileProbing, storage.SeverityHigh, b, "distinct_sensitive_paths",
 				fmt.Sprintf("%s probed %d distinct sensitive files (such as %s) in a burst (bucket capacity %d, leak %s)",
 					describe(ipSubj), b.Capacity+1, p, b.Capacity, time.Duration(b.LeakSpeed)))
 			f.actions = append(f.actions, "Make sure files such as .env, .git and backups are never served by the application or the proxy")
@@ -161,7 +163,7 @@ func (u *unauthorizedAccess) process(c *evctx) {
 	if p := s.adminIfaces.match(ev.Path); p != "" {
 		if over, _ := ip.adminProbe.pour(c.t, hashFold(ev.Path), cfg.AdminProbing); over {
 			b := cfg.AdminProbing
-			e.raise(c, u.bucketFinding(c, ip, ruleAdminProbing, SeverityMedium, b, "distinct_admin_paths",
+			e.raise(c, u.bucketFinding(c, ip, ruleAdminProbing, storage.SeverityMedium, b, "distinct_admin_paths",
 				fmt.Sprintf("%s probed %d distinct administration interfaces (such as %s) in a burst (bucket capacity %d, leak %s)",
 					describe(ipSubj), b.Capacity+1, p, b.Capacity, time.Duration(b.LeakSpeed))))
 			raised = true
@@ -170,7 +172,7 @@ func (u *unauthorizedAccess) process(c *evctx) {
 	if probe && !u.static(s, ev.Path) {
 		if over, _ := ip.probing.pour(c.t, hashFold(ev.Path), cfg.Probing); over {
 			b := cfg.Probing
-			e.raise(c, u.bucketFinding(c, ip, rulePathProbing, SeverityMedium, b, "distinct_paths",
+			e.raise(c, u.bucketFinding(c, ip, rulePathProbing, storage.SeverityMedium, b, "distinct_paths",
 				fmt.Sprintf("%s got 400, 403 or 404 on %d distinct paths in a burst (bucket capacity %d, leak %s)",
 					describe(ipSubj), b.Capacity+1, b.Capacity, time.Duration(b.LeakSpeed))))
 			raised = true
@@ -199,7 +201,7 @@ func (u *unauthorizedAccess) bucketFinding(c *evctx, ip *unIP, rule, sev string,
 	return f
 }
 
-func (u *unauthorizedAccess) probeFinding(c *evctx, subj Subject, rule, sev string, evd evidence) *finding {
+func (u *unauthorizedAccess) probeFinding(c *evctx, subj storage.Subject, rule, sev string, evd evidence) *finding {
 	ev := c.ev
 	f := &finding{
 		detector: DetectorUnauthorizedAccess, rule: rule, family: famProbing, subject: subj, severity: sev,
@@ -213,7 +215,7 @@ func (u *unauthorizedAccess) probeFinding(c *evctx, subj Subject, rule, sev stri
 	if ev.UserAgent != "" {
 		f.observed["user_agent"] = ev.UserAgent
 	}
-	if subj.Kind == SubjectIP {
+	if subj.Kind == storage.SubjectIP {
 		f.actions = []string{
 			blockIP(subj.Value),
 			"Check that none of the probed paths answered 2xx: search events with client_ip=" + subj.Value + " and status below 400",
@@ -231,7 +233,7 @@ func (u *unauthorizedAccess) probeFinding(c *evctx, subj Subject, rule, sev stri
 
 // errorRatio keeps the per-principal window and fires on a high share of
 // 4xx over many distinct paths.
-func (u *unauthorizedAccess) errorRatio(c *evctx, ps *unPrincipal, subj Subject, is4xx bool) {
+func (u *unauthorizedAccess) errorRatio(c *evctx, ps *unPrincipal, subj storage.Subject, is4xx bool) {
 	r := c.s.UnauthorizedAccess.ErrorRatio
 	W := int64(r.Window)
 	if W <= 0 || r.MinPaths < 0 {
@@ -257,7 +259,7 @@ func (u *unauthorizedAccess) errorRatio(c *evctx, ps *unPrincipal, subj Subject,
 	if ps.total < r.MinRequests || ratio < r.MinRatio || ps.paths.n < r.MinPaths {
 		return
 	}
-	f := u.probeFinding(c, subj, ruleErrorRatio, SeverityMedium, evidence{})
+	f := u.probeFinding(c, subj, ruleErrorRatio, storage.SeverityMedium, evidence{})
 	f.count = ps.errs
 	f.refresh = true
 	f.figures = map[string]float64{

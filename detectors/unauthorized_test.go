@@ -32,7 +32,7 @@ func TestUnauthorizedAccess(t *testing.T) {
 	adminPaths := []string{"/wp-admin/", "/phpmyadmin/", "/manager/html", "/adminer.php"}
 	runCases(t, DetectorUnauthorizedAccess, []detectorCase{
 		{name: "11 distinct 404s in 2 seconds", events: probes(numbered("/page", 11), 200*time.Millisecond, 404, scanner),
-			rule: rulePathProbing, severity: SeverityMedium, check: func(t *testing.T, a Alert) {
+			rule: rulePathProbing, severity: storage.SeverityMedium, check: func(t *testing.T, a storage.Alert) {
 				f := a.Evidence.Figures
 				if f["distinct_paths"] != 11 || f["capacity"] != 10 || f["leak_s"] != 10 || a.Mitre.ID != "T1595.003" || a.Count != 11 {
 					t.Errorf("figures %v mitre %v count %d", f, a.Mitre, a.Count)
@@ -48,15 +48,15 @@ func TestUnauthorizedAccess(t *testing.T) {
 			return probes(paths, 100*time.Millisecond, 404, scanner)()
 		}},
 		{name: "5 distinct sensitive files", events: probes(sensitive[:5], 500*time.Millisecond, 404, scanner),
-			rule: ruleSensitiveFileProbing, severity: SeverityHigh},
+			rule: ruleSensitiveFileProbing, severity: storage.SeverityHigh},
 		{name: "near miss: 4 sensitive files", events: probes(sensitive[:4], 500*time.Millisecond, 404, scanner)},
 		{name: "3 admin interfaces", events: probes(adminPaths[:3], time.Second, 404, scanner),
-			rule: ruleAdminProbing, severity: SeverityMedium},
+			rule: ruleAdminProbing, severity: storage.SeverityMedium},
 		{name: "near miss: 2 admin interfaces", events: probes(adminPaths[:2], time.Second, 404, scanner)},
 		{name: "a scanner trips several buckets: one alert, the worst severity", events: func() []storage.Event {
 			paths := append(append(numbered("/x", 8), adminPaths...), sensitive...)
 			return probes(paths, 100*time.Millisecond, 404, scanner)()
-		}, rule: ruleAdminProbing, severity: SeverityHigh, check: func(t *testing.T, a Alert) {
+		}, rule: ruleAdminProbing, severity: storage.SeverityHigh, check: func(t *testing.T, a storage.Alert) {
 			// Opened by the third admin path (3 events), then 7 more probes.
 			f := a.Evidence.Figures
 			if f["distinct_admin_paths"] != 3 || f["distinct_sensitive_paths"] != 5 || f["distinct_paths"] != 11 || a.Count != 10 {
@@ -64,8 +64,8 @@ func TestUnauthorizedAccess(t *testing.T) {
 			}
 		}},
 		{name: "11 denials of one user", events: probes(make20("/api/items/9")[:11], 300*time.Millisecond, 403, user("bob")),
-			rule: ruleDeniedBurst, severity: SeverityMedium, check: func(t *testing.T, a Alert) {
-				if a.Subject != (Subject{SubjectUser, "bob"}) || a.Evidence.Figures["denied"] != 11 {
+			rule: ruleDeniedBurst, severity: storage.SeverityMedium, check: func(t *testing.T, a storage.Alert) {
+				if a.Subject != (storage.Subject{Kind: storage.SubjectUser, Value: "bob"}) || a.Evidence.Figures["denied"] != 11 {
 					t.Errorf("subject %v figures %v", a.Subject, a.Evidence.Figures)
 				}
 			}},
@@ -84,7 +84,7 @@ func TestUnauthorizedAccess(t *testing.T) {
 				s.add(start.Add(time.Duration(i)*12*time.Second), "GET", fmt.Sprintf("/wordlist/%d", i), status, scanner)
 			}
 			return s.evs
-		}, rule: ruleErrorRatio, severity: SeverityMedium, check: func(t *testing.T, a Alert) {
+		}, rule: ruleErrorRatio, severity: storage.SeverityMedium, check: func(t *testing.T, a storage.Alert) {
 			f := a.Evidence.Figures
 			if f["requests"] < 20 || f["ratio"] < 0.5 || f["distinct_paths"] < 15 {
 				t.Errorf("figures %v", f)
@@ -103,7 +103,7 @@ func TestUnauthorizedAccess(t *testing.T) {
 			return s.evs
 		}},
 		{name: "6 unauthenticated 2xx on the API", events: probes(numbered("/api/items/", 6), 5*time.Second, 200, ip("203.0.113.50")),
-			rule: ruleUnauthenticatedAPI, severity: SeverityHigh, check: func(t *testing.T, a Alert) {
+			rule: ruleUnauthenticatedAPI, severity: storage.SeverityHigh, check: func(t *testing.T, a storage.Alert) {
 				if a.Mitre.ID != "T1190" || a.Evidence.Figures["unauthenticated_2xx"] != 6 {
 					t.Errorf("mitre %v figures %v", a.Mitre, a.Evidence.Figures)
 				}

@@ -5,6 +5,8 @@ import (
 	"math"
 	"strings"
 	"time"
+
+	"github.com/caddy-audit/caddy-audit/storage"
 )
 
 // Novelty kinds of unusual_access, also its rule names and figure keys.
@@ -408,12 +410,12 @@ func (u *unusualAccess) report(c *evctx, p *profile, kinds uint8, lt time.Time, 
 			parts = append(parts, fmt.Sprintf("off hours (%s, %.1f%% of the user's history)", lt.Format("Mon 15:04 MST"), share*100))
 		}
 	}
-	severity := SeverityLow
+	severity := storage.SeverityLow
 	switch {
 	case points >= 3:
-		severity = SeverityHigh
+		severity = storage.SeverityHigh
 	case points == 2:
-		severity = SeverityMedium
+		severity = storage.SeverityMedium
 	}
 	actions := []string{
 		fmt.Sprintf("Confirm with user %s out of band that they made this request (%s from %s with %s)",

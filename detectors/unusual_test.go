@@ -34,25 +34,25 @@ func TestUnusualAccess(t *testing.T) {
 		}
 	}
 	runCases(t, DetectorUnusualAccess, []detectorCase{
-		{name: "new IP", events: after(4, 11*time.Hour, newIP), rule: NoveltyNewIP, severity: SeverityLow,
-			check: func(t *testing.T, a Alert) {
-				if a.Subject != (Subject{SubjectUser, "alice"}) || a.Evidence.Observed["client_ip"] != "203.0.113.9" || a.Mitre.ID != "T1078" {
+		{name: "new IP", events: after(4, 11*time.Hour, newIP), rule: NoveltyNewIP, severity: storage.SeverityLow,
+			check: func(t *testing.T, a storage.Alert) {
+				if a.Subject != (storage.Subject{Kind: storage.SubjectUser, Value: "alice"}) || a.Evidence.Observed["client_ip"] != "203.0.113.9" || a.Mitre.ID != "T1078" {
 					t.Errorf("%+v", a)
 				}
 				if a.Evidence.Figures["history_events"] != 80 || a.Evidence.Figures["min_events"] != 50 {
 					t.Errorf("figures %v", a.Evidence.Figures)
 				}
 			}},
-		{name: "new user agent", events: after(4, 11*time.Hour, tool), rule: NoveltyNewUserAgent, severity: SeverityLow},
-		{name: "new IP and agent", events: after(4, 11*time.Hour, newIP, tool), rule: NoveltyNewIP, severity: SeverityMedium},
-		{name: "off hours", events: after(4, 3*time.Hour), rule: NoveltyOffHours, severity: SeverityLow,
-			check: func(t *testing.T, a Alert) {
+		{name: "new user agent", events: after(4, 11*time.Hour, tool), rule: NoveltyNewUserAgent, severity: storage.SeverityLow},
+		{name: "new IP and agent", events: after(4, 11*time.Hour, newIP, tool), rule: NoveltyNewIP, severity: storage.SeverityMedium},
+		{name: "off hours", events: after(4, 3*time.Hour), rule: NoveltyOffHours, severity: storage.SeverityLow,
+			check: func(t *testing.T, a storage.Alert) {
 				if a.Evidence.Figures["hour_share"] != 0 || a.Evidence.Observed["local_time"] == "" {
 					t.Errorf("figures %v observed %v", a.Evidence.Figures, a.Evidence.Observed)
 				}
 			}},
-		{name: "new workspace", events: after(4, 11*time.Hour, ws("globex")), rule: NoveltyNewWorkspace, severity: SeverityMedium},
-		{name: "everything new at night", events: after(4, 3*time.Hour, newIP, tool, ws("globex")), rule: NoveltyNewWorkspace, severity: SeverityHigh},
+		{name: "new workspace", events: after(4, 11*time.Hour, ws("globex")), rule: NoveltyNewWorkspace, severity: storage.SeverityMedium},
+		{name: "everything new at night", events: after(4, 3*time.Hour, newIP, tool, ws("globex")), rule: NoveltyNewWorkspace, severity: storage.SeverityHigh},
 		{name: "near miss: not enough history (49 events)", events: func() []storage.Event {
 			s, next := baseline(4, 20)
 			s.evs = s.evs[len(s.evs)-49:]
@@ -92,7 +92,7 @@ func TestUnusualAccessOneAlertPerSession(t *testing.T) {
 		s.add(next.Add(3*time.Hour+time.Duration(i)*time.Minute), "GET", "/api/items/7", 200,
 			user("alice"), ip("203.0.113.9"), agent("curl/8.5.0"), ws("acme"))
 	}
-	a := expectOne(t, feed(t, Config{}, s.evs), DetectorUnusualAccess, NoveltyNewIP, SeverityHigh)
+	a := expectOne(t, feed(t, Config{}, s.evs), DetectorUnusualAccess, NoveltyNewIP, storage.SeverityHigh)
 	// The first request is new IP, new agent and off hours; the other 29
 	// are off hours only (the address and agent are learnt).
 	if a.Count != 30 || a.Evidence.Figures[NoveltyOffHours] != 1 || a.Evidence.Figures[NoveltyNewUserAgent] != 1 {
@@ -119,5 +119,5 @@ func TestUnusualAccessWorkspaceBusinessHours(t *testing.T) {
 	expectNone(t, feed(t, Config{}, s.evs), DetectorUnusualAccess)
 	// Saturday at the same hour is a day off at home: unusual.
 	s.add(monday.AddDate(0, 0, 5).Add(3*time.Hour), "GET", "/api/items/1", 200, user("kenji"), ip("10.9.9.9"), ws("tokyo"))
-	expectOne(t, feed(t, cfg, s.evs), DetectorUnusualAccess, NoveltyOffHours, SeverityLow)
+	expectOne(t, feed(t, cfg, s.evs), DetectorUnusualAccess, NoveltyOffHours, storage.SeverityLow)
 }

@@ -178,7 +178,7 @@ func replay(t *testing.T, name string, data []byte, opts Options) (map[alertKey]
 	opts.Source = name
 	s := Sorted(NewReader(bytes.NewReader(data), opts), 30*time.Second)
 	eng := detectors.NewEngine(detectors.DefaultConfig())
-	final := map[string]detectors.Alert{}
+	final := map[string]storage.Alert{}
 	var prev time.Time
 	for {
 		ev, err := s.Next()
@@ -219,8 +219,8 @@ func TestBackfill(t *testing.T) {
 	reqs := genTraffic()
 	red := policy.NewRedactor([]byte("backfill-test-key"), nil, nil)
 	want := map[alertKey]int{
-		{detectors.DetectorBruteForce, "login_burst", "ip:" + bruteIP, detectors.SeverityCritical}:          1,
-		{detectors.DetectorUnauthorizedAccess, "path_probing", "ip:" + scannerIP, detectors.SeverityMedium}: 1,
+		{detectors.DetectorBruteForce, "login_burst", "ip:" + bruteIP, storage.SeverityCritical}:          1,
+		{detectors.DetectorUnauthorizedAccess, "path_probing", "ip:" + scannerIP, storage.SeverityMedium}: 1,
 	}
 	for _, tc := range []struct {
 		name   string

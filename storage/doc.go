@@ -1,5 +1,5 @@
 // Package storage is the audit trail's embedded store: it owns the record
-// types (events, API keys, workspaces), writes events to bbolt through a group-commit
+// types (events, alerts, API keys, workspaces), writes events to bbolt through a group-commit
 // writer, and answers queries over them.
 //
 // The package knows nothing about HTTP or Caddy. Everything it exports can be
@@ -7,7 +7,8 @@
 //
 // Layout of the bbolt file (schema version 2):
 //
-//	meta        "schema" -> version (uint64, big endian)
+//	meta        "schema" -> version (uint64, big endian); "detector_seq"
+//	            -> last event seq the detector worker judged
 //	events      seq (uint64 BE) -> envelope (codec.go): the non-personal
 //	            fields as JSON, the personal fields as JSON, their salted
 //	            commitment and salt (schema-1 files held the Event as JSON;
@@ -22,6 +23,8 @@
 //	workspaces  workspace id -> Workspace settings as JSON
 //	keys        key id -> APIKey as JSON
 //	key_hashes  SHA-256 of the key -> key id
+//	alerts      alert id -> Alert as JSON (alertstore.go)
+//	alerts_by_last_seen last_seen (int64 ns BE) | alert id -> nil
 //
 // Tamper evidence: every event is hash-chained (chain.go); Verify walks the
 // chain, signed checkpoints kept off the host catch truncation and

@@ -39,7 +39,8 @@ var eraseScan = 1 << 16
 // marking an event erased cannot be used to hide a change to it. Events are
 // found by their user field only; other events that mention the subject
 // (in paths or in an admin's query details) are not touched. Events
-// appended after the call started are not either.
+// appended after the call started are not either. Alerts about the user
+// (subject and observed values) are pseudonymized the same way.
 func (s *Store) EraseSubject(user string, pseudonym func(field, value string) string) (int, error) {
 	if user == "" {
 		return 0, errors.New("erasing a data subject needs a user")
@@ -96,7 +97,63 @@ func (s *Store) EraseSubject(user string, pseudonym func(field, value string) st
 			return total, fmt.Errorf("erasing data subject: %w", err)
 		}
 	}
+	if err := s.eraseAlertSubject(user, pseudonym); err != nil {
+		return total, fmt.Errorf("erasing data subject from alerts: %w", err)
+	}
 	return total, nil
+}
+
+// eraseAlertSubject pseudonymizes the user in the alerts about them (the
+// subject value, and observations equal to it), with pseudonym("user",
+// user). Alerts are not chained, so they are simply rewritten.
+func (s *Store) eraseAlertSubject(user string, pseudonym func(field, value string) string) error {
+	repl := ""
+	if pseudonym != nil {
+		repl = pseudonym("user", user)
+	}
+	return s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketAlerts)
+		type rewrite struct {
+			key, val []byte
+		}
+		var rewrites []rewrite
+		err := b.ForEach(func(k, v []byte) error {
+			if !bytes.Contains(v, []byte(user)) {
+				return nil // cheap pre-filter; the JSON decides below
+			}
+			var a Alert
+			if err := json.Unmarshal(v, &a); err != nil {
+				return fmt.Errorf("alert %s: %w: %v", k, ErrCorrupt, err)
+			}
+			changed := false
+			if a.Subject.Kind == SubjectUser && a.Subject.Value == user {
+				a.Subject.Value, changed = repl, true
+			}
+			for key, obs := range a.Evidence.Observed {
+				if obs == user {
+					a.Evidence.Observed[key], changed = repl, true
+				}
+			}
+			if !changed {
+				return nil
+			}
+			val, err := json.Marshal(a)
+			if err != nil {
+				return err
+			}
+			rewrites = append(rewrites, rewrite{append([]byte(nil), k...), val})
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, r := range rewrites {
+			if err := b.Put(r.key, r.val); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // subjectMatch reports whether val is a record of the subject not yet erased.

@@ -161,6 +161,7 @@ func allBuckets() [][]byte {
 	var all [][]byte
 	all = append(all, coreBuckets...)
 	all = append(all, indexBuckets...)
+	all = append(all, alertBuckets...)
 	return append(all, chainBuckets...)
 }
 

@@ -45,6 +45,13 @@ type WriterOptions struct {
 	Observer Observer
 	// OnError is told about write failures, for logging; nil means ignore.
 	OnError func(error)
+	// OnCommit is handed every batch of events right after it was
+	// committed, with their Seq set, in seq order; nil means nobody
+	// listens. It runs on the writer's goroutine, so it must not block
+	// (the detector worker hands the batch to a bounded channel and
+	// counts a drop when it is full). The slice is reused after the call
+	// returns: copy it to keep it. The events must not be modified.
+	OnCommit func(events []*Event)
 }
 
 type pending struct {
@@ -237,6 +244,9 @@ func (w *Writer) commit(batch []pending, events []*Event) {
 				p.ack <- nil
 			}
 		}
+		if w.opts.OnCommit != nil {
+			w.opts.OnCommit(events)
+		}
 		w.recordGap()
 		return
 	}
@@ -303,6 +313,9 @@ func (w *Writer) recordGap() {
 		return
 	}
 	w.opts.Observer.Committed(1, time.Since(now))
+	if w.opts.OnCommit != nil {
+		w.opts.OnCommit([]*Event{ev})
+	}
 }
 
 type nopObserver struct{}

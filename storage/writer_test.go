@@ -183,3 +183,33 @@ func BenchmarkWriterEnqueue(b *testing.B) {
 	b.StopTimer()
 	w.Close()
 }
+
+func TestWriterOnCommitSeesEveryEventInSeqOrder(t *testing.T) {
+	s := openTemp(t, Options{})
+	var mu sync.Mutex
+	var seqs []uint64
+	w := NewWriter(s, WriterOptions{MaxBatch: 7, OnCommit: func(evs []*Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, ev := range evs {
+			seqs = append(seqs, ev.Seq)
+		}
+	}})
+	now := time.Now()
+	for range 100 {
+		if err := w.EnqueueWait(context.Background(), &Event{ID: NewID(now), Time: now, Kind: KindHTTP}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seqs) != 100 {
+		t.Fatalf("OnCommit saw %d events, want 100", len(seqs))
+	}
+	for i, seq := range seqs {
+		if seq != uint64(i+1) {
+			t.Fatalf("event %d has seq %d", i, seq)
+		}
+	}
+}

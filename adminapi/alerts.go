@@ -1,0 +1,299 @@
+package adminapi
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"mime"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/caddy-audit/caddy-audit/detectors"
+	"github.com/caddy-audit/caddy-audit/storage"
+)
+
+// alertsPage is the body of GET /api/v1/alerts.
+type alertsPage struct {
+	Alerts     []storage.Alert `json:"alerts"`
+	NextCursor string          `json:"next_cursor,omitempty"`
+}
+
+// alertsQuery is a parsed GET /api/v1/alerts query string.
+type alertsQuery struct {
+	filter storage.AlertFilter
+	limit  int
+	cursor string
+}
+
+var alertStatuses = []string{
+	storage.StatusOpen, storage.StatusAcknowledged, storage.StatusResolved, storage.StatusFalsePositive,
+}
+
+func oneOf(allowed []string) func(string) error {
+	return func(v string) error {
+		if !slices.Contains(allowed, v) {
+			return fmt.Errorf("expects one of %s", strings.Join(allowed, ", "))
+		}
+		return nil
+	}
+}
+
+// alertParams parses each accepted query parameter into q.
+var alertParams = map[string]func(q *alertsQuery, v string) error{
+	"detector": func(q *alertsQuery, v string) error {
+		q.filter.Detector = v
+		return oneOf(detectors.Detectors)(v)
+	},
+	"severity": func(q *alertsQuery, v string) error {
+		q.filter.Severity = v
+		return oneOf(storage.Severities)(v)
+	},
+	"status": func(q *alertsQuery, v string) error {
+		q.filter.Status = v
+		return oneOf(alertStatuses)(v)
+	},
+	"workspace": func(q *alertsQuery, v string) error { q.filter.Workspace = v; return nil },
+	"subject":   func(q *alertsQuery, v string) error { q.filter.SubjectValue = v; return nil },
+	"from":      func(q *alertsQuery, v string) (err error) { q.filter.From, err = parseTime(v); return err },
+	"to":        func(q *alertsQuery, v string) (err error) { q.filter.To, err = parseTime(v); return err },
+	"cursor":    func(q *alertsQuery, v string) error { q.cursor = v; return nil },
+	"limit": func(q *alertsQuery, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > storage.MaxPageSize {
+			return fmt.Errorf("expects a number of alerts between 1 and %d", storage.MaxPageSize)
+		}
+		q.limit = n
+		return nil
+	},
+}
+
+// parseAlertsQuery parses a raw query string, as strictly as the events
+// search: an unknown or repeated parameter is an error.
+func parseAlertsQuery(raw string) (alertsQuery, error) {
+	q := alertsQuery{limit: defaultPageSize}
+	vals, err := url.ParseQuery(raw)
+	if err != nil {
+		return q, fmt.Errorf("malformed query string: %v", err)
+	}
+	for _, name := range slices.Sorted(maps.Keys(vals)) {
+		parse, ok := alertParams[name]
+		if !ok {
+			return q, &paramError{name: truncate(name, 64), problem: "unknown parameter; accepted: detector, severity, status, workspace, subject, from, to, limit, cursor"}
+		}
+		vs := vals[name]
+		if len(vs) > 1 {
+			return q, &paramError{name: name, problem: "given more than once"}
+		}
+		if vs[0] == "" {
+			continue
+		}
+		if err := parse(&q, vs[0]); err != nil {
+			return q, &paramError{name: name, value: vs[0], problem: err.Error()}
+		}
+	}
+	f := &q.filter
+	if !f.From.IsZero() && !f.To.IsZero() && !f.From.Before(f.To) {
+		return q, &paramError{name: "from", problem: `must be earlier than "to"`}
+	}
+	return q, nil
+}
+
+// scopeAlerts confines an alert filter to the key's workspace by the same
+// rule as scopeFilter for events.
+func (a *api) scopeAlerts(w http.ResponseWriter, r *http.Request, key storage.APIKey, f *storage.AlertFilter) bool {
+	ef := storage.Filter{Workspace: f.Workspace}
+	if !a.scopeFilter(w, r, key, &ef) {
+		return false
+	}
+	f.Workspace = ef.Workspace
+	return true
+}
+
+// listAlerts serves GET /api/v1/alerts.
+func (a *api) listAlerts(w http.ResponseWriter, r *http.Request) {
+	key, _ := principalFrom(r.Context())
+	q, err := parseAlertsQuery(r.URL.RawQuery)
+	if err != nil {
+		writeProblem(w, r, http.StatusBadRequest, err.Error())
+		return
+	}
+	if !a.scopeAlerts(w, r, key, &q.filter) {
+		return
+	}
+	page, err := a.store.ListAlerts(q.filter, q.limit, q.cursor)
+	switch {
+	case errors.Is(err, storage.ErrBadCursor):
+		writeProblem(w, r, http.StatusBadRequest, "query parameter cursor: not a cursor this API issued; pass next_cursor from the previous page unchanged")
+		return
+	case err != nil:
+		a.storeError(w, r, "listing alerts", err)
+		return
+	}
+	if page.Alerts == nil {
+		page.Alerts = []storage.Alert{}
+	}
+	a.record(r, key, "alerts.list", http.StatusOK, map[string]any{
+		"returned": len(page.Alerts),
+		"filter":   alertFilterDetails(q.filter),
+	})
+	writeJSON(w, http.StatusOK, alertsPage{Alerts: page.Alerts, NextCursor: page.NextCursor})
+}
+
+func alertFilterDetails(f storage.AlertFilter) map[string]any {
+	d := make(map[string]any)
+	for name, v := range map[string]string{
+		"detector": f.Detector, "severity": f.Severity, "status": f.Status,
+		"workspace": f.Workspace, "subject": f.SubjectValue,
+	} {
+		if v != "" {
+			d[name] = v
+		}
+	}
+	if !f.From.IsZero() {
+		d["from"] = f.From.UTC().Format("2006-01-02T15:04:05.999999999Z07:00")
+	}
+	if !f.To.IsZero() {
+		d["to"] = f.To.UTC().Format("2006-01-02T15:04:05.999999999Z07:00")
+	}
+	return d
+}
+
+// loadAlert fetches the alert named in the path and checks that the key
+// may see it. A workspace-scoped key asking for another workspace's alert
+// gets 404, not 403: the answer must not confirm that the id exists.
+func (a *api) loadAlert(w http.ResponseWriter, r *http.Request, key storage.APIKey, action string) (storage.Alert, bool) {
+	id := r.PathValue("id")
+	al, err := a.store.GetAlert(id)
+	if err == nil && key.Workspace != "" && al.Workspace != key.Workspace {
+		err = storage.ErrNotFound
+	}
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		a.record(r, key, action, http.StatusNotFound, map[string]any{"alert_id": truncate(id, 64)})
+		writeProblem(w, r, http.StatusNotFound, fmt.Sprintf("no alert with id %q", truncate(id, 64)))
+		return al, false
+	case err != nil:
+		a.storeError(w, r, "reading an alert", err)
+		return al, false
+	}
+	return al, true
+}
+
+// getAlert serves GET /api/v1/alerts/{id}.
+func (a *api) getAlert(w http.ResponseWriter, r *http.Request) {
+	key, _ := principalFrom(r.Context())
+	al, ok := a.loadAlert(w, r, key, "alerts.get")
+	if !ok {
+		return
+	}
+	a.record(r, key, "alerts.get", http.StatusOK, map[string]any{"alert_id": al.ID})
+	writeJSON(w, http.StatusOK, al)
+}
+
+// commentBody is the body of the alert workflow calls.
+type commentBody struct {
+	// Comment is the analyst's note.
+	Comment string `json:"comment"`
+}
+
+// maxCommentBody bounds the request body of the alert workflow calls.
+const maxCommentBody = 16 << 10
+
+// readComment parses the optional {"comment": "..."} body. An empty body
+// is no comment.
+func readComment(w http.ResponseWriter, r *http.Request) (string, error) {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+			return "", errors.New("the body must be JSON (Content-Type: application/json)")
+		}
+	}
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxCommentBody))
+	if err != nil {
+		return "", fmt.Errorf("the body is larger than %d bytes", maxCommentBody)
+	}
+	if len(strings.TrimSpace(string(raw))) == 0 {
+		return "", nil
+	}
+	var b commentBody
+	dec := json.NewDecoder(strings.NewReader(string(raw)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&b); err != nil {
+		return "", fmt.Errorf(`the body must be {"comment": "..."}: %v`, err)
+	}
+	if len(b.Comment) > storage.MaxCommentLength {
+		return "", fmt.Errorf("comment is longer than %d bytes", storage.MaxCommentLength)
+	}
+	return b.Comment, nil
+}
+
+// transition serves POST /api/v1/alerts/{id}/acknowledge, /resolve and
+// /false_positive.
+func (a *api) transition(to string) http.HandlerFunc {
+	action := "alerts." + to
+	return func(w http.ResponseWriter, r *http.Request) {
+		key, _ := principalFrom(r.Context())
+		comment, err := readComment(w, r)
+		if err != nil {
+			a.record(r, key, action, http.StatusBadRequest, map[string]any{"alert_id": truncate(r.PathValue("id"), 64), "reason": err.Error()})
+			writeProblem(w, r, http.StatusBadRequest, err.Error())
+			return
+		}
+		al, ok := a.loadAlert(w, r, key, action)
+		if !ok {
+			return
+		}
+		updated, err := a.store.SetAlertStatus(al.ID, to, key.ID, comment, a.now())
+		switch {
+		case errors.Is(err, storage.ErrInvalidTransition):
+			a.record(r, key, action, http.StatusConflict, map[string]any{"alert_id": al.ID, "from": al.Status, "to": to})
+			writeProblem(w, r, http.StatusConflict, fmt.Sprintf("alert %s is %s and cannot become %s", al.ID, al.Status, to))
+			return
+		case errors.Is(err, storage.ErrNotFound):
+			writeProblem(w, r, http.StatusNotFound, fmt.Sprintf("no alert with id %q", al.ID))
+			return
+		case err != nil:
+			a.storeError(w, r, "changing an alert's status", err)
+			return
+		}
+		if (to == storage.StatusResolved || to == storage.StatusFalsePositive) && a.onAlertClosed != nil {
+			a.onAlertClosed(al.ID)
+		}
+		details := map[string]any{"alert_id": al.ID, "from": al.Status, "to": to}
+		if comment != "" {
+			details["comment"] = comment
+		}
+		a.record(r, key, action, http.StatusOK, details)
+		writeJSON(w, http.StatusOK, updated)
+	}
+}
+
+// comment serves POST /api/v1/alerts/{id}/comments.
+func (a *api) comment(w http.ResponseWriter, r *http.Request) {
+	key, _ := principalFrom(r.Context())
+	const action = "alerts.comment"
+	comment, err := readComment(w, r)
+	if err == nil && comment == "" {
+		err = errors.New(`a comment is required: {"comment": "..."}`)
+	}
+	if err != nil {
+		a.record(r, key, action, http.StatusBadRequest, map[string]any{"alert_id": truncate(r.PathValue("id"), 64), "reason": err.Error()})
+		writeProblem(w, r, http.StatusBadRequest, err.Error())
+		return
+	}
+	al, ok := a.loadAlert(w, r, key, action)
+	if !ok {
+		return
+	}
+	updated, err := a.store.AddAlertComment(al.ID, key.ID, comment, a.now())
+	if err != nil {
+		a.storeError(w, r, "commenting on an alert", err)
+		return
+	}
+	a.record(r, key, action, http.StatusCreated, map[string]any{"alert_id": al.ID, "comment": comment})
+	writeJSON(w, http.StatusCreated, updated)
+}

@@ -1,0 +1,249 @@
+package caddymodule
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/zap"
+
+	"github.com/caddy-audit/caddy-audit/detectors"
+	"github.com/caddy-audit/caddy-audit/storage"
+)
+
+// loginFailures returns n failed logins from ip, one a second from start.
+func loginFailures(ip string, start time.Time, n int) []*storage.Event {
+	var evs []*storage.Event
+	for i := range n {
+		at := start.Add(time.Duration(i) * time.Second)
+		evs = append(evs, &storage.Event{
+			ID: storage.NewID(at), Time: at, Kind: storage.KindHTTP, Stage: storage.StageResponseComplete,
+			Method: "POST", Path: "/login", Status: 401, Outcome: "failure", ClientIP: ip,
+		})
+	}
+	return evs
+}
+
+// workerRun is one "process lifetime": a writer feeding a worker.
+type workerRun struct {
+	w *detectorWorker
+	s *storage.Writer
+}
+
+func startWorker(store *storage.Store, history time.Duration) *workerRun {
+	w := newDetectorWorker(store, zap.NewNop(), detectorSettings{sweep: time.Hour, history: history})
+	s := storage.NewWriter(store, storage.WriterOptions{OnCommit: w.offer})
+	w.start()
+	return &workerRun{w: w, s: s}
+}
+
+func (r *workerRun) write(t *testing.T, evs []*storage.Event) {
+	t.Helper()
+	for _, ev := range evs {
+		if err := r.s.EnqueueWait(context.Background(), ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// stop shuts down in the pipeline's order: writer first, then worker.
+func (r *workerRun) stop() {
+	r.s.Close()
+	r.w.stop()
+}
+
+func bruteForceAlerts(t *testing.T, store *storage.Store, ip string) []storage.Alert {
+	t.Helper()
+	page, err := store.ListAlerts(storage.AlertFilter{Detector: detectors.DetectorBruteForce, SubjectValue: ip}, 100, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return page.Alerts
+}
+
+func waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestDetectorWorkerResumesWithoutDuplicates(t *testing.T) {
+	initMetrics()
+	for _, tt := range []struct {
+		name    string
+		history time.Duration
+	}{
+		{"resume from the persisted seq", 0},
+		{"replay the history", 72 * time.Hour},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			store, err := storage.Open(filepath.Join(t.TempDir(), "audit.db"), storage.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer store.Close()
+			counter := metrics.alerts.WithLabelValues(detectors.DetectorBruteForce, storage.SeverityHigh)
+			start := time.Now().Add(-time.Hour).UTC().Truncate(time.Second)
+
+			// First lifetime: a burst from A, judged live.
+			run := startWorker(store, tt.history)
+			run.write(t, loginFailures("203.0.113.1", start, 7))
+			waitFor(t, "the alert for A", func() bool { return len(bruteForceAlerts(t, store, "203.0.113.1")) == 1 })
+			run.stop()
+			last, _ := store.LastSeq()
+			if seq, _ := store.DetectorSeq(); seq != last {
+				t.Fatalf("persisted seq %d, last event %d", seq, last)
+			}
+			counted := testutil.ToFloat64(counter)
+
+			// Down time: a burst from B lands in the store unjudged.
+			if err := store.Append(loginFailures("203.0.113.2", start.Add(time.Minute), 7)...); err != nil {
+				t.Fatal(err)
+			}
+
+			// Second lifetime: B is judged from the store, A is not raised again.
+			run = startWorker(store, tt.history)
+			waitFor(t, "the alert for B", func() bool { return len(bruteForceAlerts(t, store, "203.0.113.2")) == 1 })
+			run.stop()
+			if a := bruteForceAlerts(t, store, "203.0.113.1"); len(a) != 1 || a[0].Count < 6 {
+				t.Errorf("alerts for A after restart: %+v", a)
+			}
+			last, _ = store.LastSeq()
+			if seq, _ := store.DetectorSeq(); seq != last {
+				t.Errorf("persisted seq %d, last event %d", seq, last)
+			}
+			if got := testutil.ToFloat64(counter) - counted; got != 1 {
+				t.Errorf("alerts_total rose by %v after the restart, want 1 (B only)", got)
+			}
+		})
+	}
+}
+
+func TestDetectorWorkerReleaseOpensNewAlert(t *testing.T) {
+	store, err := storage.Open(filepath.Join(t.TempDir(), "audit.db"), storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	initMetrics()
+	start := time.Now().Add(-time.Hour).UTC()
+	run := startWorker(store, 0)
+	defer run.stop()
+	run.write(t, loginFailures("203.0.113.9", start, 7))
+	waitFor(t, "the first alert", func() bool { return len(bruteForceAlerts(t, store, "203.0.113.9")) == 1 })
+	id := bruteForceAlerts(t, store, "203.0.113.9")[0].ID
+	if _, err := store.SetAlertStatus(id, storage.StatusResolved, "k", "", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	run.w.release(id)
+	// Within the suppression window: without the release this would
+	// update the resolved alert.
+	run.write(t, loginFailures("203.0.113.9", start.Add(time.Minute), 7))
+	waitFor(t, "a second alert", func() bool { return len(bruteForceAlerts(t, store, "203.0.113.9")) == 2 })
+	if a, _ := store.GetAlert(id); a.Status != storage.StatusResolved {
+		t.Errorf("the resolved alert became %s", a.Status)
+	}
+}
+
+func TestWorkerSweepUpdatesMetrics(t *testing.T) {
+	store, err := storage.Open(filepath.Join(t.TempDir(), "audit.db"), storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	initMetrics()
+	run := startWorker(store, 0)
+	defer run.stop()
+	// Appended behind the worker's back, as if the feed had dropped them:
+	// the sweep reads them from the store.
+	if err := store.Append(loginFailures("198.51.100.4", time.Now().Add(-time.Minute), 7)...); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := run.w.sweepNow(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(bruteForceAlerts(t, store, "198.51.100.4")); n != 1 {
+		t.Fatalf("%d alerts after the sweep", n)
+	}
+	if v := testutil.ToFloat64(metrics.openAlerts.WithLabelValues(storage.SeverityHigh)); v != 1 {
+		t.Errorf("open_alerts{high} = %v", v)
+	}
+	if testutil.ToFloat64(metrics.lastSweep) == 0 {
+		t.Error("last sweep timestamp not set")
+	}
+}
+
+func TestLoadDetectorsFile(t *testing.T) {
+	dir := t.TempDir()
+	for _, tt := range []struct {
+		name, yaml, wantErr string
+	}{
+		{"empty", "", ""},
+		{"valid", "brute_force:\n  burst:\n    capacity: 3\n    leak_speed: 20s\n", ""},
+		{"unknown field", "brute_force:\n  burts:\n    capacity: 3\n", "line 2 column 3"},
+		{"wrong type", "brute_force:\n  burst:\n    capacity: lots\n", "line 3 column 5"},
+		{"syntax", "brute_force: [\n", "line"},
+		{"invalid value", "business_hours:\n  timezone: Mars/Olympus\n", "Mars/Olympus"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(dir, strings.ReplaceAll(tt.name, " ", "_")+".yaml")
+			if err := os.WriteFile(path, []byte(tt.yaml), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := loadDetectorsFile(path)
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Fatalf("unexpected error: %v", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(err.Error(), path)):
+				t.Fatalf("error %v, want it to name the file and %q", err, tt.wantErr)
+			}
+			if tt.name == "valid" && cfg.BruteForce.Burst.Capacity != 3 {
+				t.Errorf("capacity %d", cfg.BruteForce.Burst.Capacity)
+			}
+		})
+	}
+	if _, err := loadDetectorsFile(filepath.Join(dir, "missing.yaml")); err == nil {
+		t.Error("missing file accepted")
+	}
+}
+
+func TestAppDetectorConfig(t *testing.T) {
+	bad := detectors.Config{}
+	bad.BusinessHours.Timezone = "Nowhere/Else"
+	file := filepath.Join(t.TempDir(), "d.yaml")
+	if err := os.WriteFile(file, []byte("update_interval: 30s\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name    string
+		app     App
+		wantErr string
+	}{
+		{"defaults", App{}, ""},
+		{"json", App{Detectors: &detectors.Config{UpdateInterval: detectors.Duration(time.Minute)}}, ""},
+		{"file", App{DetectorsFile: file}, ""},
+		{"both", App{Detectors: &detectors.Config{}, DetectorsFile: file}, "cannot both be set"},
+		{"invalid json", App{Detectors: &bad}, "Nowhere/Else"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.app.loadDetectorConfig()
+			if (err == nil) != (tt.wantErr == "") || (err != nil && !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Fatalf("err = %v, want %q", err, tt.wantErr)
+			}
+			if err == nil && tt.app.scorer == nil {
+				t.Error("no scorer")
+			}
+		})
+	}
+}
