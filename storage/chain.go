@@ -100,7 +100,11 @@ func chainEvent(tx *bolt.Tx, ev *Event) error {
 	link := chainLink(l.scratch.h, head[:], ev.Seq, l.commit[:], l.chained)
 	// Links are appended in key order, so packed pages cost nothing later.
 	links.FillPercent = 1
-	if err := links.Put(u64(ev.Seq), link[:]); err != nil {
+	// bbolt keeps the value until the commit: carve it from the batch.
+	ib, _ := batchFor(tx)
+	val := ib.carve(hashSize)
+	copy(val, link[:])
+	if err := links.Put(u64(ev.Seq), val); err != nil {
 		return err
 	}
 	ev.linked = l

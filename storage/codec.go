@@ -385,7 +385,10 @@ func putEvent(tx *bolt.Tx, ev *Event) error {
 	if err := chainEvent(tx, ev); err != nil {
 		return err
 	}
-	val, err := encodeEvent(ev)
+	val, err := encodeEventInto(ev, func(n int) []byte {
+		ib, _ := batchFor(tx)
+		return ib.carve(n)[:0]
+	})
 	ev.linked.release() // the parts are in val now
 	ev.linked = nil     // keep ev comparable to a decoded copy
 	if err != nil {
@@ -409,12 +412,18 @@ var errUnlinked = errors.New("event was not linked into the integrity chain; sto
 // values in Details, number formats), so rewriting records works on the
 // envelope instead (see EraseSubject).
 func encodeEvent(ev *Event) ([]byte, error) {
+	return encodeEventInto(ev, func(n int) []byte { return make([]byte, 0, n) })
+}
+
+// encodeEventInto is encodeEvent writing into memory from alloc, which
+// returns an empty slice with room for n bytes.
+func encodeEventInto(ev *Event, alloc func(n int) []byte) ([]byte, error) {
 	l := ev.linked
 	if l == nil {
 		return nil, errUnlinked
 	}
 	e := envelope{seq: ev.Seq, commit: l.commit[:], chained: l.chained, personal: l.personal, salt: l.salt[:]}
-	return appendEnvelope(make([]byte, 0, e.size()), &e), nil
+	return appendEnvelope(alloc(e.size()), &e), nil
 }
 
 // decodeEvent reads what encodeEvent wrote, and schema-1 records (the Event
