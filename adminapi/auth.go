@@ -28,6 +28,7 @@ const (
 	permGDPRManage       = "gdpr:manage"
 	permSettingsRead     = "settings:read"
 	permBackupRead       = "backup:read"
+	permEventsImport     = "events:import"
 )
 
 // roleAdmin is the role of the bootstrap key.
@@ -41,6 +42,7 @@ var builtinRoles = map[string][]string{
 		permEventsRead, permEventsExport, permAlertsRead, permAlertsManage,
 		permReportsRead, permRBACManage, permWorkspacesManage,
 		permIntegrityVerify, permGDPRManage, permSettingsRead, permBackupRead,
+		permEventsImport,
 	},
 	"security_analyst": {
 		permEventsRead, permEventsExport, permAlertsRead, permAlertsManage,

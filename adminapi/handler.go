@@ -18,6 +18,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/caddy-audit/caddy-audit/detectors"
+	"github.com/caddy-audit/caddy-audit/policy"
 	"github.com/caddy-audit/caddy-audit/storage"
 )
 
@@ -42,6 +44,13 @@ type Config struct {
 	// occurrence opens a new alert. It must not block. Nil means nobody
 	// listens.
 	OnAlertClosed func(id string)
+	// Redactor hashes secrets in imported access logs (POST
+	// /api/v1/import) with the key the live handler uses. Nil disables
+	// import.
+	Redactor *policy.Redactor
+	// Detectors configures the engine that replays imported logs; the zero
+	// value means the defaults.
+	Detectors detectors.Config
 	// Now is the clock for key expiry and event times; tests replace it.
 	// Nil means time.Now.
 	Now func() time.Time
@@ -65,6 +74,8 @@ type api struct {
 	onVerify func(storage.VerifyReport)
 
 	onAlertClosed func(id string)
+	redactor      *policy.Redactor
+	detectors     detectors.Config
 	mux           *http.ServeMux
 }
 
@@ -87,6 +98,8 @@ func New(cfg Config) (http.Handler, error) {
 		onVerify: cfg.OnVerify,
 
 		onAlertClosed: cfg.OnAlertClosed,
+		redactor:      cfg.Redactor,
+		detectors:     cfg.Detectors.WithDefaults(),
 		touches:       touchLimiter{last: make(map[string]time.Time)},
 		mux:           http.NewServeMux(),
 	}
@@ -110,6 +123,7 @@ func New(cfg Config) (http.Handler, error) {
 		{http.MethodPost, "/api/v1/alerts/{id}/resolve", a.authenticate(a.require(permAlertsManage, a.transition(storage.StatusResolved)))},
 		{http.MethodPost, "/api/v1/alerts/{id}/false_positive", a.authenticate(a.require(permAlertsManage, a.transition(storage.StatusFalsePositive)))},
 		{http.MethodPost, "/api/v1/alerts/{id}/comments", a.authenticate(a.require(permAlertsManage, a.comment))},
+		{http.MethodPost, "/api/v1/import", a.authenticate(a.require(permEventsImport, a.importLog))},
 	}
 	if cfg.Metrics != nil {
 		routes = append(routes, route{http.MethodGet, "/metrics", cfg.Metrics})

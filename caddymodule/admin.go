@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/caddy-audit/caddy-audit/adminapi"
+	"github.com/caddy-audit/caddy-audit/policy"
 )
 
 func init() {
@@ -52,6 +53,10 @@ func (h *AdminHandler) Provision(ctx caddy.Context) error {
 		// The engine is the detector worker's alone; release goes through
 		// its goroutine.
 		OnAlertClosed: app.pipe.detector.release,
+		// Imported logs are redacted with the live key and replayed with
+		// this config's detector settings.
+		Redactor:  policy.NewRedactor(app.pipe.key, nil, nil),
+		Detectors: app.detectorCfg,
 	})
 	return err
 }

@@ -28,7 +28,7 @@ var (
 
 // coreBuckets exist in every schema version. Indexes and the integrity
 // chain add theirs (indexBuckets, chainBuckets).
-var coreBuckets = [][]byte{bucketMeta, bucketEvents, bucketKeys, bucketKeyHashes, bucketWorkspaces}
+var coreBuckets = [][]byte{bucketMeta, bucketEvents, bucketKeys, bucketKeyHashes, bucketWorkspaces, bucketImports}
 
 // Errors callers can test for with errors.Is.
 var (
