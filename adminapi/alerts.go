@@ -5,10 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"mime"
 	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -76,31 +74,10 @@ var alertParams = map[string]func(q *alertsQuery, v string) error{
 // search: an unknown or repeated parameter is an error.
 func parseAlertsQuery(raw string) (alertsQuery, error) {
 	q := alertsQuery{limit: defaultPageSize}
-	vals, err := url.ParseQuery(raw)
-	if err != nil {
-		return q, fmt.Errorf("malformed query string: %v", err)
+	if err := parseParams(raw, &q, alertParams); err != nil {
+		return q, err
 	}
-	for _, name := range slices.Sorted(maps.Keys(vals)) {
-		parse, ok := alertParams[name]
-		if !ok {
-			return q, &paramError{name: truncate(name, 64), problem: "unknown parameter; accepted: detector, severity, status, workspace, subject, from, to, limit, cursor"}
-		}
-		vs := vals[name]
-		if len(vs) > 1 {
-			return q, &paramError{name: name, problem: "given more than once"}
-		}
-		if vs[0] == "" {
-			continue
-		}
-		if err := parse(&q, vs[0]); err != nil {
-			return q, &paramError{name: name, value: vs[0], problem: err.Error()}
-		}
-	}
-	f := &q.filter
-	if !f.From.IsZero() && !f.To.IsZero() && !f.From.Before(f.To) {
-		return q, &paramError{name: "from", problem: `must be earlier than "to"`}
-	}
-	return q, nil
+	return q, checkTimeRange(q.filter.From, q.filter.To)
 }
 
 // scopeAlerts confines an alert filter to the key's workspace by the same

@@ -143,37 +143,52 @@ func (e *paramError) Error() string {
 	return fmt.Sprintf("query parameter %q: %s (got %q)", e.name, e.problem, truncate(e.value, 64))
 }
 
-// parseEventsQuery parses a raw query string. It is strict: an unknown or
-// repeated parameter is an error, because a typo such as "usr=alice" would
-// otherwise answer with everyone's events and look like a result.
+// parseEventsQuery parses a raw query string.
 func parseEventsQuery(raw string) (eventsQuery, error) {
 	q := eventsQuery{limit: defaultPageSize}
+	if err := parseParams(raw, &q, eventParams); err != nil {
+		return q, err
+	}
+	return q, checkTimeRange(q.filter.From, q.filter.To)
+}
+
+// parseParams parses a raw query string into q with one parser per
+// accepted parameter. It is strict: an unknown or repeated parameter is an
+// error, because a typo such as "usr=alice" would otherwise answer with
+// everyone's events and look like a result. An empty value means no
+// filter, as an empty HTML form field does.
+func parseParams[Q any](raw string, q *Q, params map[string]func(*Q, string) error) error {
 	vals, err := url.ParseQuery(raw)
 	if err != nil {
-		return q, fmt.Errorf("malformed query string: %v", err)
+		return fmt.Errorf("malformed query string: %v", err)
 	}
 	// Sorted, so the same bad request always gets the same answer.
 	for _, name := range slices.Sorted(maps.Keys(vals)) {
-		parse, ok := eventParams[name]
+		parse, ok := params[name]
 		if !ok {
-			return q, &paramError{name: truncate(name, 64), problem: "unknown parameter; see the API reference for the accepted ones"}
+			accepted := strings.Join(slices.Sorted(maps.Keys(params)), ", ")
+			return &paramError{name: truncate(name, 64), problem: "unknown parameter; accepted: " + accepted}
 		}
 		vs := vals[name]
 		if len(vs) > 1 {
-			return q, &paramError{name: name, problem: "given more than once"}
+			return &paramError{name: name, problem: "given more than once"}
 		}
 		if vs[0] == "" {
-			continue // an empty form field means no filter, as in an HTML form
+			continue
 		}
-		if err := parse(&q, vs[0]); err != nil {
-			return q, &paramError{name: name, value: vs[0], problem: err.Error()}
+		if err := parse(q, vs[0]); err != nil {
+			return &paramError{name: name, value: vs[0], problem: err.Error()}
 		}
 	}
-	f := &q.filter
-	if !f.From.IsZero() && !f.To.IsZero() && !f.From.Before(f.To) {
-		return q, &paramError{name: "from", problem: `must be earlier than "to"`}
+	return nil
+}
+
+// checkTimeRange refuses an empty or inverted from/to range.
+func checkTimeRange(from, to time.Time) error {
+	if !from.IsZero() && !to.IsZero() && !from.Before(to) {
+		return &paramError{name: "from", problem: `must be earlier than "to"`}
 	}
-	return q, nil
+	return nil
 }
 
 func parseTime(v string) (time.Time, error) {

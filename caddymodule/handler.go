@@ -231,7 +231,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			ev.UpstreamError = policy.Clean(err.Error())
 		}
 	}
-	ev.Outcome = outcome(ev.Status)
+	ev.Outcome = storage.Outcome(ev.Status)
 	ev.DurationNS = end.Sub(start).Nanoseconds()
 	if t := tw.firstByte.Load(); t != 0 {
 		ev.TTFBNS = t - start.UnixNano()
@@ -318,13 +318,6 @@ func (h *Handler) resolveIdentities(ev *storage.Event, r *http.Request, repl *ca
 			ev.Workspace = policy.Clean(id.value)
 		}
 	}
-}
-
-func outcome(status int) string {
-	if status >= 200 && status < 400 {
-		return "success"
-	}
-	return "failure"
 }
 
 // countingBody counts request body bytes as the upstream reads them.

@@ -99,7 +99,7 @@ func parseCLF(line []byte, combined bool, rec *record) error {
 // whole in Details rather than rejected.
 func (rec *record) requestLine(s string) {
 	method, rest, ok := strings.Cut(s, " ")
-	if !ok || !isToken(method) {
+	if !ok || !policy.IsToken(method) {
 		if s != "-" && s != "" {
 			rec.rawRequest = s
 		}
@@ -222,20 +222,6 @@ func unescape(raw []byte) []byte {
 		}
 	}
 	return out
-}
-
-// isToken reports whether s is an RFC 9110 token (a method name).
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
-			return false
-		}
-	}
-	return true
 }
 
 // clip shortens a field quoted in an error message: errors are kept in

@@ -365,7 +365,7 @@ func (r *Reader) event(rec *record, f Format) storage.Event {
 		Scheme:     rec.scheme,
 		Host:       policy.Clean(rec.host),
 		Status:     rec.status,
-		Outcome:    outcome(rec.status),
+		Outcome:    storage.Outcome(rec.status),
 		DurationNS: rec.duration,
 		BytesIn:    rec.bytesIn,
 		BytesOut:   rec.bytesOut,
@@ -500,33 +500,16 @@ func splitURI(uri string) (scheme, host, path, query string) {
 	return scheme, host, path, query
 }
 
-// outcome is the live handler's rule: success for 2xx and 3xx.
-func outcome(status int) string {
-	if status >= 200 && status < 400 {
-		return "success"
-	}
-	return "failure"
-}
-
 // id returns a ULID for the event on line n: the time's milliseconds, then
 // 80 bits fixed by the source and line (see the package doc for why not
 // storage.NewID's random bits).
 func (r *Reader) id(t time.Time, n int64) string {
-	const crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-	var b [16]byte
-	binary.BigEndian.PutUint64(b[:8], uint64(t.UnixMilli())<<16|r.seed>>48)
+	var tail [10]byte
+	binary.BigEndian.PutUint16(tail[:2], uint16(r.seed>>48))
 	// splitmix64 is a bijection, so distinct lines of one source never
 	// share the low 64 bits.
-	binary.BigEndian.PutUint64(b[8:], splitmix64(r.seed^uint64(n)))
-	var out [26]byte
-	hi := binary.BigEndian.Uint64(b[:8])
-	lo := binary.BigEndian.Uint64(b[8:])
-	for i := 25; i >= 0; i-- {
-		out[i] = crockford[lo&31]
-		lo = lo>>5 | hi<<59
-		hi >>= 5
-	}
-	return string(out[:])
+	binary.BigEndian.PutUint64(tail[2:], splitmix64(r.seed^uint64(n)))
+	return storage.IDWithTail(t, tail)
 }
 
 func splitmix64(x uint64) uint64 {

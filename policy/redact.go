@@ -155,7 +155,7 @@ func (r *Redactor) URL(raw string) string {
 func (r *Redactor) HeaderValue(name, v string) string {
 	switch http.CanonicalHeaderKey(name) {
 	case "Authorization", "Proxy-Authorization":
-		if scheme, cred, ok := strings.Cut(v, " "); ok && isToken(scheme) {
+		if scheme, cred, ok := strings.Cut(v, " "); ok && IsToken(scheme) {
 			return scheme + " " + r.Token(strings.TrimSpace(cred))
 		}
 	case "Cookie":
@@ -266,8 +266,9 @@ func truncate(s string) string {
 	return s[:cut] + "...[truncated " + strconv.Itoa(len(s)-cut) + " bytes]"
 }
 
-// isToken reports whether s is an RFC 9110 token (an auth scheme name).
-func isToken(s string) bool {
+// IsToken reports whether s is an RFC 9110 token (an auth scheme or a
+// method name).
+func IsToken(s string) bool {
 	if s == "" {
 		return false
 	}

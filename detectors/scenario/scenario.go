@@ -428,11 +428,7 @@ func (s *Scenario) finish() {
 		ev.Stage = storage.StageResponseComplete
 		ev.Level = "metadata"
 		ev.Scheme, ev.Host, ev.Proto = "https", "app.example.com", "HTTP/2.0"
-		if ev.Status < 400 {
-			ev.Outcome = "success"
-		} else {
-			ev.Outcome = "failure"
-		}
+		ev.Outcome = storage.Outcome(ev.Status)
 		if ev.DurationNS == 0 {
 			// Plausible latency, derived from the id so it is stable.
 			ev.DurationNS = int64(5+ev.Seq*7919%120) * int64(time.Millisecond)
@@ -443,22 +439,12 @@ func (s *Scenario) finish() {
 	}
 }
 
-// ulid formats a ULID from the time and a counter instead of random bits, so
+// ulid is an id from the time and a counter instead of random bits, so
 // ids are deterministic and still sort by time.
 func ulid(t time.Time, n uint64) string {
-	const crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-	var b [16]byte
-	binary.BigEndian.PutUint64(b[:8], uint64(t.UnixMilli())<<16)
-	binary.BigEndian.PutUint64(b[8:], n)
-	var out [26]byte
-	hi := binary.BigEndian.Uint64(b[:8])
-	lo := binary.BigEndian.Uint64(b[8:])
-	for i := 25; i >= 0; i-- {
-		out[i] = crockford[lo&31]
-		lo = lo>>5 | hi<<59
-		hi >>= 5
-	}
-	return string(out[:])
+	var tail [10]byte
+	binary.BigEndian.PutUint64(tail[2:], n)
+	return storage.IDWithTail(t, tail)
 }
 
 func clamp(v, lo, hi float64) float64 { return math.Max(lo, math.Min(hi, v)) }
