@@ -165,6 +165,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 // and hands this config's retention and checkpoint settings to the
 // pipeline's maintenance loop.
 func (a *App) Start() error {
+	a.pipe.logger.set(a.logger)
 	if a.reloaded {
 		a.pipe.lifecycle("config_reloaded", nil)
 	}

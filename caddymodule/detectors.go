@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -27,6 +28,10 @@ const (
 	// worker. The writer never waits on it: a full feed drops the batch
 	// (counted), and the worker reads the missing seqs from the store.
 	detectorFeedSize = 1024
+	// detectorFeedEvents bounds the events those batches hold (batches are
+	// up to max_batch long): while the worker replays history after a
+	// start or a detector config change, the feed must not pin gigabytes.
+	detectorFeedEvents = 65536
 	// detectorPage is how many stored events one catch-up read returns.
 	detectorPage = 1000
 	// detectorSaveEvery persists the judged seq during a long catch-up, so
@@ -109,7 +114,7 @@ func withColumns(msg string, root *yaml.Node) string {
 // run's goroutine, and other goroutines reach it through ctl.
 type detectorWorker struct {
 	store  *storage.Store
-	logger *zap.Logger
+	logger *loggerRef
 	feed   chan feedBatch
 	ctl    chan func()
 
@@ -122,9 +127,10 @@ type detectorWorker struct {
 
 	// Owned by run's goroutine.
 	engine  *detectors.Engine
-	cfgJSON []byte // the engine's config, to notice a reload changing it
-	seq     uint64 // last event seq judged
-	saved   uint64 // last seq persisted
+	cfgJSON []byte       // the engine's config, to notice a reload changing it
+	seq     uint64       // last event seq judged
+	queued  atomic.Int64 // events waiting in feed
+	saved   uint64       // last seq persisted
 
 	// lastAtOpen is the newest seq when the worker was made, before the
 	// writer could add any: where a worker with no history and no saved
@@ -134,10 +140,10 @@ type detectorWorker struct {
 
 // newDetectorWorker makes the worker for store. Make it before the writer
 // that feeds it (see lastAtOpen), then start it.
-func newDetectorWorker(store *storage.Store, logger *zap.Logger, s detectorSettings) *detectorWorker {
+func newDetectorWorker(store *storage.Store, logger *loggerRef, s detectorSettings) *detectorWorker {
 	last, err := store.LastSeq()
 	if err != nil {
-		logger.Error("reading the last event seq", zap.Error(err))
+		logger.L().Error("reading the last event seq", zap.Error(err))
 	}
 	return &detectorWorker{
 		lastAtOpen: last,
@@ -171,16 +177,21 @@ func (w *detectorWorker) offer(events []*storage.Event) {
 	}
 	b := feedBatch{first: events[0].Seq, last: events[len(events)-1].Seq}
 	for _, ev := range events {
-		// Only what the engine judges: admin and lifecycle events and a
-		// strict route's request_received record would be skipped anyway.
-		if ev.Kind == storage.KindHTTP && ev.Stage != storage.StageRequestReceived {
+		if liveTraffic(ev) {
 			b.events = append(b.events, ev)
 		}
+	}
+	n := int64(len(b.events))
+	if w.queued.Add(n) > detectorFeedEvents {
+		w.queued.Add(-n)
+		metrics.detectorDropped.Add(float64(n))
+		return
 	}
 	select {
 	case w.feed <- b:
 	default:
-		metrics.detectorDropped.Add(float64(len(b.events)))
+		w.queued.Add(-n)
+		metrics.detectorDropped.Add(float64(n))
 	}
 }
 
@@ -275,7 +286,7 @@ func (w *detectorWorker) rebuild(s detectorSettings) {
 	w.cfgJSON, _ = json.Marshal(s.cfg)
 	saved, err := w.store.DetectorSeq()
 	if err != nil {
-		w.logger.Error("reading the detector position", zap.Error(err))
+		w.logger.L().Error("reading the detector position", zap.Error(err))
 	}
 	from := saved + 1
 	if s.history > 0 {
@@ -285,7 +296,7 @@ func (w *detectorWorker) rebuild(s detectorSettings) {
 		// than the history, the events in between are not judged.
 		at, err := w.store.SeqAtTime(start.Add(-s.history))
 		if err != nil {
-			w.logger.Error("finding the detector replay start", zap.Error(err))
+			w.logger.L().Error("finding the detector replay start", zap.Error(err))
 		} else {
 			from = at
 		}
@@ -299,14 +310,23 @@ func (w *detectorWorker) rebuild(s detectorSettings) {
 	w.persist(w.engine.Flush())
 	w.save()
 	w.refreshOpenAlerts()
-	w.logger.Info("detector engine started", zap.Uint64("resumed_after_seq", saved),
+	w.logger.L().Info("detector engine started", zap.Uint64("resumed_after_seq", saved),
 		zap.Uint64("replayed_from_seq", from), zap.Int("events_judged", n), zap.Duration("took", time.Since(start)))
+}
+
+// liveTraffic reports whether the live engine judges ev: proxied requests
+// at their outcome. Admin and lifecycle events, a strict route's
+// request_received record and backfilled history (judged by its own
+// replay, in its own time) are not.
+func liveTraffic(ev *storage.Event) bool {
+	return ev.Kind == storage.KindHTTP && ev.Stage != storage.StageRequestReceived && !ev.Imported()
 }
 
 // judgeBatch judges a batch from the feed, first reading from the store
 // whatever came between the last judged event and the batch (a dropped
 // batch, or events committed while the worker replayed).
 func (w *detectorWorker) judgeBatch(batch feedBatch) {
+	defer w.queued.Add(-int64(len(batch.events)))
 	if first := batch.first; first > w.seq+1 {
 		w.catchUp(first - 1)
 		if first > w.seq+1 {
@@ -334,7 +354,7 @@ func (w *detectorWorker) catchUp(until uint64) int {
 		events, err := w.store.EventsAfter(w.seq, detectorPage)
 		if err != nil {
 			if !errors.Is(err, storage.ErrClosed) {
-				w.logger.Error("reading events for the detectors", zap.Uint64("after_seq", w.seq), zap.Error(err))
+				w.logger.L().Error("reading events for the detectors", zap.Uint64("after_seq", w.seq), zap.Error(err))
 			}
 			return n
 		}
@@ -354,7 +374,9 @@ func (w *detectorWorker) catchUp(until uint64) int {
 				return n
 			}
 			n++
-			w.persist(w.engine.Process(ev))
+			if liveTraffic(ev) {
+				w.persist(w.engine.Process(ev))
+			}
 			w.seq = ev.Seq
 		}
 		if w.seq-w.saved >= detectorSaveEvery {
@@ -371,13 +393,13 @@ func (w *detectorWorker) persist(updates []detectors.AlertUpdate) {
 		u := &updates[i]
 		stored, res, err := w.store.PutAlert(u.Alert)
 		if err != nil {
-			w.logger.Error("storing an alert", zap.String("alert", u.Alert.ID), zap.Error(err))
+			w.logger.L().Error("storing an alert", zap.String("alert", u.Alert.ID), zap.Error(err))
 			continue
 		}
 		if res.Created || res.Escalated {
 			metrics.alerts.WithLabelValues(stored.Detector, stored.Severity).Inc()
 			if res.Created {
-				w.logger.Warn("alert", zap.String("id", stored.ID), zap.String("detector", stored.Detector),
+				w.logger.L().Warn("alert", zap.String("id", stored.ID), zap.String("detector", stored.Detector),
 					zap.String("severity", stored.Severity), zap.String("summary", stored.Evidence.Summary))
 			}
 		}
@@ -408,7 +430,7 @@ func (w *detectorWorker) refreshOpenAlerts() {
 	c, err := w.store.CountAlerts()
 	if err != nil {
 		if !errors.Is(err, storage.ErrClosed) {
-			w.logger.Error("counting alerts", zap.Error(err))
+			w.logger.L().Error("counting alerts", zap.Error(err))
 		}
 		return
 	}
@@ -423,7 +445,7 @@ func (w *detectorWorker) save() {
 	}
 	if err := w.store.SetDetectorSeq(w.seq); err != nil {
 		if !errors.Is(err, storage.ErrClosed) {
-			w.logger.Error("saving the detector position", zap.Error(err))
+			w.logger.L().Error("saving the detector position", zap.Error(err))
 		}
 		return
 	}

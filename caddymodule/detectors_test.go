@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"go.uber.org/zap"
 
 	"github.com/caddy-audit/caddy-audit/detectors"
 	"github.com/caddy-audit/caddy-audit/storage"
@@ -35,7 +34,7 @@ type workerRun struct {
 }
 
 func startWorker(store *storage.Store, history time.Duration) *workerRun {
-	w := newDetectorWorker(store, zap.NewNop(), detectorSettings{sweep: time.Hour, history: history})
+	w := newDetectorWorker(store, newLoggerRef(nil), detectorSettings{sweep: time.Hour, history: history})
 	s := storage.NewWriter(store, storage.WriterOptions{OnCommit: w.offer})
 	w.start()
 	return &workerRun{w: w, s: s}
@@ -245,5 +244,27 @@ func TestAppDetectorConfig(t *testing.T) {
 				t.Error("no scorer")
 			}
 		})
+	}
+}
+
+func TestLiveTraffic(t *testing.T) {
+	tests := []struct {
+		name string
+		ev   storage.Event
+		want bool
+	}{
+		{"proxied request", storage.Event{Kind: storage.KindHTTP, Stage: storage.StageResponseComplete}, true},
+		{"strict request record", storage.Event{Kind: storage.KindHTTP, Stage: storage.StageRequestReceived}, false},
+		{"admin API use", storage.Event{Kind: storage.KindAdmin}, false},
+		{"lifecycle", storage.Event{Kind: storage.KindLifecycle}, false},
+		// Backfilled history is judged by the import's own replay; the
+		// live engine, already past those times, must not see it again.
+		{"imported", storage.Event{Kind: storage.KindHTTP, Stage: storage.StageResponseComplete,
+			Details: map[string]any{storage.DetailImportedFrom: "access.log"}}, false},
+	}
+	for _, tt := range tests {
+		if got := liveTraffic(&tt.ev); got != tt.want {
+			t.Errorf("%s: liveTraffic = %v, want %v", tt.name, got, tt.want)
+		}
 	}
 }

@@ -197,6 +197,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		cancel()
 		if err != nil {
 			metrics.strictRejects.Inc()
+			// The refusal is an outcome too. The store may be the very
+			// thing failing, so this is best effort: a drop is counted and
+			// reported like any other.
+			refused := *ev
+			refused.Status, refused.Outcome = http.StatusServiceUnavailable, storage.Outcome(http.StatusServiceUnavailable)
+			refused.UpstreamError = "not forwarded: the request could not be recorded durably (" + storage.ErrorKind(err) + ")"
+			refused.DurationNS = time.Since(start).Nanoseconds()
+			h.app.score(&refused)
+			_ = pipe.writer.Enqueue(&refused)
 			return caddyhttp.Error(http.StatusServiceUnavailable,
 				fmt.Errorf("audit: request %s not forwarded, it could not be recorded: %w", id, err))
 		}

@@ -30,7 +30,7 @@ type maintenanceSettings struct {
 // retention, in one goroutine per database.
 type maintenance struct {
 	store  *storage.Store
-	logger *zap.Logger
+	logger *loggerRef
 
 	mu       sync.Mutex
 	settings maintenanceSettings
@@ -40,7 +40,7 @@ type maintenance struct {
 	done   chan struct{}
 }
 
-func startMaintenance(store *storage.Store, logger *zap.Logger, s maintenanceSettings) *maintenance {
+func startMaintenance(store *storage.Store, logger *loggerRef, s maintenanceSettings) *maintenance {
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &maintenance{store: store, logger: logger, settings: s,
 		changed: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{})}
@@ -117,7 +117,7 @@ func (m *maintenance) checkpoint() {
 		// A refusal to sign (the chain went backwards) is exactly what an
 		// operator must hear about.
 		metrics.checkpointErrors.Inc()
-		m.logger.Error("signing an integrity checkpoint", zap.Error(err))
+		m.logger.L().Error("signing an integrity checkpoint", zap.Error(err))
 	}
 }
 
@@ -132,11 +132,11 @@ func (m *maintenance) retain(ctx context.Context, p storage.RetentionPolicy) {
 	res, err := m.store.ApplyRetention(ctx, start, p)
 	if res.Removed > 0 {
 		metrics.purged.Add(float64(res.Removed))
-		m.logger.Info("retention purged events", zap.Int("removed", res.Removed),
+		m.logger.L().Info("retention purged events", zap.Int("removed", res.Removed),
 			zap.Any("by_workspace", res.ByWorkspace), zap.Strings("held", res.Held), zap.Duration("took", time.Since(start)))
 	}
 	if err != nil && !errors.Is(err, context.Canceled) {
-		m.logger.Error("applying retention", zap.Error(err))
+		m.logger.L().Error("applying retention", zap.Error(err))
 	}
 }
 

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"fmt"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -26,7 +27,7 @@ type pipeline struct {
 	store  *storage.Store
 	writer *storage.Writer
 	key    []byte // HMAC key for redaction
-	logger *zap.Logger
+	logger *loggerRef
 
 	maintenance *maintenance
 	detector    *detectorWorker
@@ -64,7 +65,7 @@ func openPipeline(a *App) (*pipeline, error) {
 		metrics.openErrors.WithLabelValues(storage.ErrorKind(err)).Inc()
 		return nil, err
 	}
-	logger := a.logger
+	logger := newLoggerRef(a.logger)
 	observer := &writerObserver{size: store.Size}
 	detector := newDetectorWorker(store, logger, a.detectorSettings())
 	w := storage.NewWriter(store, storage.WriterOptions{
@@ -73,7 +74,7 @@ func openPipeline(a *App) (*pipeline, error) {
 		Observer:  observer,
 		OnCommit:  detector.offer,
 		OnError: func(err error) {
-			logger.Error("writing audit events", zap.String("db", a.dbPath), zap.Error(err))
+			logger.L().Error("writing audit events", zap.String("db", a.dbPath), zap.Error(err))
 		},
 	})
 	p := &pipeline{store: store, writer: w, key: key, logger: logger, detector: detector}
@@ -88,10 +89,10 @@ func openPipeline(a *App) (*pipeline, error) {
 	}
 	if created {
 		// The path, never the key: logs travel to places secrets must not.
-		logger.Warn("no admin API principal existed; created a bootstrap admin key", zap.String("file", bootstrapPath))
+		logger.L().Warn("no admin API principal existed; created a bootstrap admin key", zap.String("file", bootstrapPath))
 	}
 	p.lifecycle("audit_started", map[string]any{"db": a.dbPath})
-	logger.Info("audit store opened", zap.String("db", a.dbPath), zap.Int("queue_size", a.QueueSize))
+	logger.L().Info("audit store opened", zap.String("db", a.dbPath), zap.Int("queue_size", a.QueueSize))
 	return p, nil
 }
 
@@ -114,8 +115,30 @@ func (p *pipeline) Destruct() error {
 	// After the last event: the final checkpoint covers the whole trail.
 	p.maintenance.stop()
 	err := p.store.Close()
-	p.logger.Info("audit store closed", zap.String("db", p.store.Path()), zap.Error(err))
+	p.logger.L().Info("audit store closed", zap.String("db", p.store.Path()), zap.Error(err))
 	return err
 }
 
 var _ caddy.Destructor = (*pipeline)(nil)
+
+// loggerRef is the pipeline's logger, replaced by every config that starts
+// (App.Start): the pipeline outlives configs, and a config's log writers
+// are closed when it is cleaned up, so holding the first config's logger
+// would lose the messages after a reload.
+type loggerRef struct{ p atomic.Pointer[zap.Logger] }
+
+func newLoggerRef(l *zap.Logger) *loggerRef {
+	r := new(loggerRef)
+	r.set(l)
+	return r
+}
+
+// L returns the current logger.
+func (r *loggerRef) L() *zap.Logger { return r.p.Load() }
+
+func (r *loggerRef) set(l *zap.Logger) {
+	if l == nil {
+		l = zap.NewNop()
+	}
+	r.p.Store(l)
+}

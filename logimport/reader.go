@@ -376,9 +376,9 @@ func (r *Reader) event(rec *record, f Format) storage.Event {
 		TLSVersion: rec.tlsVersion,
 		TLSCipher:  rec.tlsCipher,
 		Details: map[string]any{
-			"imported_from": o.Source,
-			"line":          line,
-			"import_format": f.String(),
+			storage.DetailImportedFrom: o.Source,
+			"line":                     line,
+			"import_format":            f.String(),
 		},
 	}
 	if ev.Scheme == "" {

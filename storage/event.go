@@ -111,3 +111,14 @@ type RiskFactor struct {
 	// Detail says what was seen.
 	Detail string `json:"detail,omitempty"`
 }
+
+// DetailImportedFrom is the Details key naming the access log an event was
+// backfilled from (logimport). Imported events are history: the live
+// detector engine skips them, because a replay has its own engine.
+const DetailImportedFrom = "imported_from"
+
+// Imported reports whether the event was backfilled from an access log.
+func (ev *Event) Imported() bool {
+	_, ok := ev.Details[DetailImportedFrom]
+	return ok
+}
