@@ -162,16 +162,21 @@ func (a *App) Provision(ctx caddy.Context) error {
 }
 
 // Start records a reload (the first start is recorded by the pipeline)
-// and hands this config's retention and checkpoint settings to the
-// pipeline's maintenance loop.
+// and makes this config's settings (logger, retention, checkpoints,
+// detectors) the ones the shared background work follows.
 func (a *App) Start() error {
-	a.pipe.logger.set(a.logger)
 	if a.reloaded {
 		a.pipe.lifecycle("config_reloaded", nil)
 	}
+	a.pipe.adopt(a)
+	return nil
+}
+
+// apply hands this config's settings to the pipeline's background work.
+func (a *App) apply() {
+	a.pipe.logger.set(a.logger)
 	a.pipe.maintenance.configure(a.maintenanceSettings())
 	a.pipe.detector.configure(a.detectorSettings())
-	return nil
 }
 
 // loadDetectorConfig reads and validates the detector config, from the
@@ -224,6 +229,7 @@ func (a *App) Cleanup() error {
 	if a.pipe == nil {
 		return nil
 	}
+	a.pipe.abandon(a)
 	return releasePipeline(a.dbPath)
 }
 

@@ -3,6 +3,8 @@ package caddymodule
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -30,7 +32,14 @@ type pipeline struct {
 	logger *loggerRef
 
 	maintenance *maintenance
-	detector    *detectorWorker
+
+	// holders are the started configs using this pipeline, oldest first;
+	// the newest one's settings are in force. A reload that fails after
+	// the audit app started is cleaned up again, and its settings must not
+	// outlive it.
+	mu       sync.Mutex
+	holders  []*App
+	detector *detectorWorker
 }
 
 // loadPipeline returns the pipeline for the app's database, opening it on
@@ -94,6 +103,33 @@ func openPipeline(a *App) (*pipeline, error) {
 	p.lifecycle("audit_started", map[string]any{"db": a.dbPath})
 	logger.L().Info("audit store opened", zap.String("db", a.dbPath), zap.Int("queue_size", a.QueueSize))
 	return p, nil
+}
+
+// adopt makes a, a config that just started, the one whose settings the
+// background work follows.
+func (p *pipeline) adopt(a *App) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.holders = append(p.holders, a)
+	a.apply()
+}
+
+// abandon forgets a, a config being cleaned up. If it was the newest, its
+// config was rejected (a failed reload): the previous one's settings come
+// back, and the trail says so.
+func (p *pipeline) abandon(a *App) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	i := slices.Index(p.holders, a)
+	if i < 0 {
+		return // never started
+	}
+	newest := i == len(p.holders)-1
+	p.holders = slices.Delete(p.holders, i, i+1)
+	if newest && len(p.holders) > 0 {
+		p.holders[len(p.holders)-1].apply()
+		p.lifecycle("config_reverted", map[string]any{"reason": "the newer config was unloaded while an older one still runs"})
+	}
 }
 
 // lifecycle records something that happened to the audit pipeline itself.
