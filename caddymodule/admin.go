@@ -2,7 +2,9 @@ package caddymodule
 
 import (
 	"fmt"
+	"log/slog"
 	"net/http"
+	"sync"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -22,7 +24,15 @@ func init() {
 // http://127.0.0.1:9180. It answers every request and never calls the next
 // handler.
 type AdminHandler struct {
-	api http.Handler
+	app     *App
+	metrics http.Handler
+	logger  *slog.Logger
+
+	// The API is built on the first request, once the app's pipeline is
+	// open (Provision opens nothing, see App.pipeline).
+	once   *sync.Once // a pointer: Caddy copies module values
+	api    http.Handler
+	apiErr error
 }
 
 // CaddyModule returns the Caddy module information.
@@ -33,37 +43,56 @@ func (AdminHandler) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision builds the admin API over the audit app's store.
+// Provision joins the audit app.
 func (h *AdminHandler) Provision(ctx caddy.Context) error {
 	appIface, err := ctx.App("audit")
 	if err != nil {
 		return fmt.Errorf("loading audit app: %w", err)
 	}
-	app := appIface.(*App)
+	h.app = appIface.(*App)
 	reg := ctx.GetMetricsRegistry()
 	if err := registerMetrics(reg); err != nil {
 		return err
 	}
-	h.api, err = adminapi.New(adminapi.Config{
-		Store:    app.pipe.store,
-		Recorder: app.pipe.writer,
-		Metrics:  promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
-		Logger:   ctx.Slogger(),
-		OnVerify: observeVerification,
-		// The engine is the detector worker's alone; release goes through
-		// its goroutine.
-		OnAlertClosed: app.pipe.detector.release,
-		// Imported logs are redacted with the live key and replayed with
-		// this config's detector settings.
-		Redactor:  policy.NewRedactor(app.pipe.key, nil, nil),
-		Detectors: app.detectorCfg,
+	h.metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
+	h.logger = ctx.Slogger()
+	h.once = new(sync.Once)
+	return nil
+}
+
+// ready builds the admin API over the app's pipeline, once.
+func (h *AdminHandler) ready() (http.Handler, error) {
+	h.once.Do(func() {
+		p, err := h.app.pipeline()
+		if err != nil {
+			h.apiErr = err
+			return
+		}
+		h.api, h.apiErr = adminapi.New(adminapi.Config{
+			Store:    p.store,
+			Recorder: p.writer,
+			Metrics:  h.metrics,
+			Logger:   h.logger,
+			OnVerify: observeVerification,
+			// The engine is the detector worker's alone; release goes
+			// through its goroutine.
+			OnAlertClosed: p.detector.release,
+			// Imported logs are redacted with the live key and replayed
+			// with this config's detector settings.
+			Redactor:  policy.NewRedactor(p.key, nil, nil),
+			Detectors: h.app.detectorCfg,
+		})
 	})
-	return err
+	return h.api, h.apiErr
 }
 
 // ServeHTTP serves the admin API.
 func (h *AdminHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
-	h.api.ServeHTTP(w, r)
+	api, err := h.ready()
+	if err != nil {
+		return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("audit admin API: %w", err))
+	}
+	api.ServeHTTP(w, r)
 	return nil
 }
 

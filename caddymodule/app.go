@@ -6,8 +6,10 @@
 package caddymodule
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -90,11 +92,19 @@ type App struct {
 	DetectorsFile string `json:"detectors_file,omitempty"`
 
 	dbPath, keyPath, checkpointKeyPath string
-	pipe                               *pipeline
-	reloaded                           bool
-	logger                             *zap.Logger
-	detectorCfg                        detectors.Config
-	scorer                             *detectors.Scorer
+
+	// The pipeline is opened on first use (Start, or a request if the
+	// http app started first), never by Provision: `caddy validate`
+	// provisions a config and must not lock the database, create keys or
+	// start retention. pipeOnce guards pipe, pipeErr and reloaded.
+	pipeOnce *sync.Once // a pointer: Caddy copies module values
+	pipe     *pipeline
+	pipeErr  error
+	reloaded bool
+
+	logger      *zap.Logger
+	detectorCfg detectors.Config
+	scorer      *detectors.Scorer
 }
 
 // CaddyModule returns the Caddy module information.
@@ -105,7 +115,8 @@ func (App) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision opens (or joins) the pipeline for the configured database.
+// Provision checks the config and resolves its paths. It opens nothing:
+// see pipeline.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
 	if a.DataDir == "" {
@@ -150,25 +161,48 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.dbPath = filepath.Join(a.DataDir, "audit.db")
 	a.keyPath = filepath.Join(a.DataDir, "hmac.key")
 	a.checkpointKeyPath = filepath.Join(a.DataDir, "checkpoint.key")
-	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
-		return err
+	a.pipeOnce = new(sync.Once)
+	return registerMetrics(ctx.GetMetricsRegistry())
+}
+
+// errNotRunning answers requests that reach a config whose audit app was
+// cleaned up before it ever opened the database.
+var errNotRunning = errors.New("the audit app of this config is not running")
+
+// pipeline opens (or joins, on a reload) the pipeline of the configured
+// database, once.
+func (a *App) pipeline() (*pipeline, error) {
+	if a.pipeOnce == nil {
+		return nil, errNotRunning // not provisioned
 	}
-	pipe, loaded, err := loadPipeline(a)
-	if err != nil {
-		return err
+	a.pipeOnce.Do(func() {
+		a.pipe, a.reloaded, a.pipeErr = loadPipeline(a)
+	})
+	if a.pipe == nil && a.pipeErr == nil {
+		return nil, errNotRunning
 	}
-	a.pipe, a.reloaded = pipe, loaded
-	return nil
+	return a.pipe, a.pipeErr
+}
+
+// usePipeline hands a an already open pipeline (tests build one without
+// the pool).
+func (a *App) usePipeline(p *pipeline) {
+	a.pipeOnce = new(sync.Once)
+	a.pipeOnce.Do(func() { a.pipe = p })
 }
 
 // Start records a reload (the first start is recorded by the pipeline)
 // and makes this config's settings (logger, retention, checkpoints,
 // detectors) the ones the shared background work follows.
 func (a *App) Start() error {
-	if a.reloaded {
-		a.pipe.lifecycle("config_reloaded", nil)
+	p, err := a.pipeline()
+	if err != nil {
+		return err
 	}
-	a.pipe.adopt(a)
+	if a.reloaded {
+		p.lifecycle("config_reloaded", nil)
+	}
+	p.adopt(a)
 	return nil
 }
 
@@ -226,6 +260,12 @@ func (a *App) Stop() error { return nil }
 // Cleanup releases this config's hold on the pipeline; the last holder
 // flushes and closes it.
 func (a *App) Cleanup() error {
+	// Settle the once: a request arriving after this must not open the
+	// pipeline again.
+	if a.pipeOnce == nil {
+		return nil
+	}
+	a.pipeOnce.Do(func() {})
 	if a.pipe == nil {
 		return nil
 	}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -82,10 +83,11 @@ type Handler struct {
 	// added to the built-in list (token, password, api_key, ...).
 	RedactQuery []string `json:"redact_query,omitempty"`
 
-	app      *App
-	redactor *policy.Redactor
-	jwt      *jwtVerifier
-	logger   *zap.Logger
+	app          *App
+	redactorOnce *sync.Once // a pointer: Caddy copies module values
+	redactor     *policy.Redactor
+	jwt          *jwtVerifier
+	logger       *zap.Logger
 }
 
 // CaddyModule returns the Caddy module information.
@@ -107,8 +109,23 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("loading audit app: %w", err)
 	}
 	h.app = appIface.(*App)
-	h.redactor = policy.NewRedactor(h.app.pipe.key, h.RedactHeaders, h.RedactQuery)
+	h.redactorOnce = new(sync.Once)
 	return registerMetrics(ctx.GetMetricsRegistry())
+}
+
+// ready returns the app's pipeline, opening it if the http app started
+// before the audit app did, and the redactor keyed with its HMAC key.
+func (h *Handler) ready() (*pipeline, error) {
+	p, err := h.app.pipeline()
+	if err != nil {
+		return nil, err
+	}
+	if h.redactorOnce != nil { // nil when a test set the redactor
+		h.redactorOnce.Do(func() {
+			h.redactor = policy.NewRedactor(p.key, h.RedactHeaders, h.RedactQuery)
+		})
+	}
+	return p, nil
 }
 
 // setDefaults validates the config and fills in defaults.
@@ -177,6 +194,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if h.Level == LevelNone {
 		return next.ServeHTTP(w, r)
 	}
+	pipe, err := h.ready()
+	if err != nil {
+		// The database could not be opened: nothing can be recorded.
+		if h.FailureMode == FailureStrict {
+			metrics.strictRejects.Inc()
+			return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("audit: request not forwarded: %w", err))
+		}
+		metrics.dropped.WithLabelValues(storage.DropClosed).Inc()
+		return next.ServeHTTP(w, r)
+	}
 	start := time.Now()
 	id := requestID(r, start)
 	r.Header.Set(requestIDHeader, id)
@@ -185,7 +212,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	claims := bearerClaims(r, h.jwt)
 	ev := h.requestEvent(r, start, id, repl, claims)
-	pipe := h.app.pipe
 
 	if h.FailureMode == FailureStrict {
 		received := *ev
@@ -219,7 +245,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	tw := &timingWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, requestID: id}
 	rec := caddyhttp.NewResponseRecorder(tw, nil, nil)
 
-	err := next.ServeHTTP(rec, r)
+	err = next.ServeHTTP(rec, r)
 
 	end := time.Now()
 	ev.Status = rec.Status()

@@ -32,7 +32,7 @@ func newTestHandler(tb testing.TB, h *Handler) *Handler {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { _ = p.Destruct() })
-	a.pipe = p
+	a.usePipeline(p)
 	h.app, h.logger = a, zap.NewNop()
 	if err := h.setDefaults(); err != nil {
 		tb.Fatal(err)

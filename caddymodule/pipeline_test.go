@@ -25,11 +25,11 @@ func TestRejectedReloadRevertsSettings(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = p.Destruct() }()
-	running.pipe = p
+	running.usePipeline(p)
 	p.adopt(running)
 
 	rejected := newApp(7)
-	rejected.pipe = p
+	rejected.usePipeline(p)
 	p.adopt(rejected)
 	if got := p.maintenance.current().retention.DefaultDays; got != 7 {
 		t.Fatalf("the started config's retention is not in force: %d", got)
@@ -60,7 +60,7 @@ func TestRejectedReloadRevertsSettings(t *testing.T) {
 	// A normal reload: the old config is cleaned up after the new one
 	// started; the new settings stay.
 	next := newApp(90)
-	next.pipe = p
+	next.usePipeline(p)
 	p.adopt(next)
 	p.abandon(running)
 	if got := p.maintenance.current().retention.DefaultDays; got != 90 {
