@@ -107,19 +107,16 @@ func NewWriter(s *Store, opts WriterOptions) *Writer {
 // closed, the event is dropped, counted, and reported in a lifecycle event
 // once the store accepts writes again.
 func (w *Writer) Enqueue(ev *Event) error {
-	w.mu.RLock()
-	defer w.mu.RUnlock()
-	if w.closed {
+	sent, err := w.trySend(pending{ev: ev})
+	switch {
+	case err != nil:
 		w.drop(DropClosed, ev.Time)
-		return ErrClosed
-	}
-	select {
-	case w.queue <- pending{ev: ev}:
-		return nil
-	default:
+		return err
+	case !sent:
 		w.drop(DropQueueFull, ev.Time)
 		return ErrQueueFull
 	}
+	return nil
 }
 
 // Commit writes ev and waits until it is durably on disk. It waits for
@@ -145,17 +142,37 @@ func (w *Writer) EnqueueWait(ctx context.Context, ev *Event) error {
 	return w.send(ctx, pending{ev: ev})
 }
 
+// send waits for queue space, polling with backoff rather than blocking
+// under the lock: a sender blocked while holding it would hold up Close,
+// and a Close waiting for the lock holds up every new Enqueue, which must
+// never wait.
 func (w *Writer) send(ctx context.Context, p pending) error {
+	for delay := 50 * time.Microsecond; ; delay = min(2*delay, 5*time.Millisecond) {
+		if sent, err := w.trySend(p); sent || err != nil {
+			return err
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// trySend queues p if there is room, without waiting.
+func (w *Writer) trySend(p pending) (sent bool, err error) {
 	w.mu.RLock()
 	defer w.mu.RUnlock()
 	if w.closed {
-		return ErrClosed
+		return false, ErrClosed
 	}
 	select {
 	case w.queue <- p:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+		return true, nil
+	default:
+		return false, nil
 	}
 }
 
