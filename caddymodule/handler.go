@@ -17,6 +17,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/caddy-audit/caddy-audit/policy"
@@ -84,7 +85,8 @@ type Handler struct {
 	RedactQuery []string `json:"redact_query,omitempty"`
 
 	app          *App
-	redactorOnce *sync.Once // a pointer: Caddy copies module values
+	recorded     prometheus.Counter // events_recorded_total for this level, looked up once
+	redactorOnce *sync.Once         // a pointer: Caddy copies module values
 	redactor     *policy.Redactor
 	jwt          *jwtVerifier
 	logger       *zap.Logger
@@ -110,7 +112,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.app = appIface.(*App)
 	h.redactorOnce = new(sync.Once)
-	return registerMetrics(ctx.GetMetricsRegistry())
+	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return err
+	}
+	h.recorded = metrics.recorded.WithLabelValues(h.Level)
+	return nil
 }
 
 // ready returns the app's pipeline, opening it if the http app started
@@ -281,7 +287,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	h.app.score(ev)
 
-	metrics.recorded.WithLabelValues(h.Level).Inc()
+	h.recorded.Inc()
 	if h.FailureMode == FailureStrict {
 		// The request is already on disk; wait for queue space rather than
 		// drop its outcome.

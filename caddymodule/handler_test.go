@@ -38,6 +38,7 @@ func newTestHandler(tb testing.TB, h *Handler) *Handler {
 		tb.Fatal(err)
 	}
 	h.redactor = policy.NewRedactor(p.key, h.RedactHeaders, h.RedactQuery)
+	h.recorded = metrics.recorded.WithLabelValues(h.Level)
 	return h
 }
 
