@@ -114,7 +114,9 @@ type AlertCounts struct {
 	Total int `json:"total"`
 }
 
-func severityRank(s string) int {
+// SeverityRank orders severities from low (1) to critical (4); unknown
+// names rank 0, below low.
+func SeverityRank(s string) int {
 	switch s {
 	case SeverityLow:
 		return 1
@@ -131,18 +133,8 @@ func severityRank(s string) int {
 // alertTimeKey is the ListAlerts order key: last_seen, then id.
 func alertTimeKey(t time.Time, id string) []byte {
 	k := make([]byte, 8, 8+len(id))
-	binary.BigEndian.PutUint64(k, uint64(clampNano(t)))
+	binary.BigEndian.PutUint64(k, uint64(timeNS(t)))
 	return append(k, id...)
-}
-
-func clampNano(t time.Time) int64 {
-	switch {
-	case t.Before(minIndexTime):
-		return 0
-	case t.After(maxIndexTime):
-		return math.MaxInt64
-	}
-	return t.UnixNano()
 }
 
 // PutAlert stores an alert the detector engine opened or updated. A new id
@@ -179,7 +171,7 @@ func (s *Store) PutAlert(in Alert) (Alert, AlertWrite, error) {
 				merged.Evidence, merged.Rule, merged.RecommendedActions = cur.Evidence, cur.Rule, cur.RecommendedActions
 				merged.Count = cur.Count
 			}
-			if severityRank(cur.Severity) >= severityRank(in.Severity) {
+			if SeverityRank(cur.Severity) >= SeverityRank(in.Severity) {
 				merged.Severity = cur.Severity
 			} else {
 				w.Escalated = true
@@ -285,11 +277,11 @@ func (s *Store) ListAlerts(f AlertFilter, limit int, cursor string) (AlertPage, 
 		}
 		var from int64
 		if !f.From.IsZero() {
-			from = clampNano(f.From)
+			from = timeNS(f.From)
 		}
 		to := int64(math.MaxInt64)
 		if !f.To.IsZero() {
-			to = clampNano(f.To)
+			to = timeNS(f.To)
 		}
 		for scanned := 0; k != nil; k, _ = c.Prev() {
 			if len(k) < 8 {

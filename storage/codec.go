@@ -395,9 +395,10 @@ func putEvent(tx *bolt.Tx, ev *Event) error {
 		return err
 	}
 	b := tx.Bucket(bucketEvents)
-	// Keys only ever grow: full pages instead of half-empty ones after
-	// splits make the file about a third smaller.
-	b.FillPercent = 0.95
+	// Sequence numbers only grow, so pages left behind a split are never
+	// written again: pack them full (bbolt's default leaves them half
+	// empty, doubling the file).
+	b.FillPercent = 1.0
 	if err := b.Put(u64(ev.Seq), val); err != nil {
 		return err
 	}

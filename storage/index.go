@@ -409,8 +409,9 @@ func valuePrefix(dst []byte, id indexID, v []byte) []byte {
 	return append(appendEscaped(dst, cutValue(v)), 0)
 }
 
-// timeNS is the event time as the index orders it: nanoseconds since 1970,
-// clamped to what an int64 holds (the same clamping as timeKey).
+// timeNS is a time as the indexes order it: nanoseconds since 1970,
+// clamped to what an int64 holds (UnixNano would wrap around outside
+// 1970-2262).
 func timeNS(t time.Time) int64 {
 	switch {
 	case t.Before(minIndexTime):

@@ -180,11 +180,11 @@ func TestQueryScanBudget(t *testing.T) {
 	}
 }
 
-func TestTimeKeyClampsOutOfRangeTimes(t *testing.T) {
-	far := timeKey(time.Date(2300, 1, 1, 0, 0, 0, 0, time.UTC), 0)
-	now := timeKey(time.Now(), 0)
-	old := timeKey(time.Date(1000, 1, 1, 0, 0, 0, 0, time.UTC), 0)
-	if string(far) <= string(now) || string(old) >= string(now) {
+func TestTimeNSClampsOutOfRangeTimes(t *testing.T) {
+	far := timeNS(time.Date(2300, 1, 1, 0, 0, 0, 0, time.UTC))
+	now := timeNS(time.Now())
+	old := timeNS(time.Date(1000, 1, 1, 0, 0, 0, 0, time.UTC))
+	if far <= now || old >= now || old != 0 {
 		t.Fatal("times outside the int64 nanosecond range are misordered")
 	}
 }

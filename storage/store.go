@@ -175,10 +175,6 @@ func (s *Store) Append(events ...*Event) error {
 		idx := beginIndexBatch(tx)
 		defer idx.end()
 		b := tx.Bucket(bucketEvents)
-		// Sequence numbers only grow, so pages left behind a split are
-		// never written again: pack them full (bbolt's default leaves them
-		// half empty, doubling the file).
-		b.FillPercent = 1.0
 		for _, ev := range events {
 			seq, err := b.NextSequence()
 			if err != nil {
@@ -220,21 +216,3 @@ var (
 	minIndexTime = time.Unix(0, 0)
 	maxIndexTime = time.Unix(0, math.MaxInt64)
 )
-
-// timeKey sorts by event time, then by sequence. Times outside 1970-2262
-// are clamped (UnixNano would wrap around) so the order holds.
-func timeKey(t time.Time, seq uint64) []byte {
-	var ns int64
-	switch {
-	case t.Before(minIndexTime):
-		ns = 0
-	case t.After(maxIndexTime):
-		ns = math.MaxInt64
-	default:
-		ns = t.UnixNano()
-	}
-	k := make([]byte, 16)
-	binary.BigEndian.PutUint64(k[:8], uint64(ns))
-	binary.BigEndian.PutUint64(k[8:], seq)
-	return k
-}

@@ -195,16 +195,21 @@ func (w *Writer) drop(reason string, at time.Time) {
 	w.opts.Observer.Dropped(reason, 1)
 	w.gapMu.Lock()
 	defer w.gapMu.Unlock()
-	if w.gap.counts == nil {
-		w.gap.counts = make(map[string]int)
-		w.gap.first = at
+	w.gap.add(reason, 1, at, at)
+}
+
+// add counts n drops for reason between first and last.
+func (g *dropGap) add(reason string, n int, first, last time.Time) {
+	if g.counts == nil {
+		g.counts = make(map[string]int)
+		g.first, g.last = first, last
 	}
-	w.gap.counts[reason]++
-	if at.Before(w.gap.first) {
-		w.gap.first = at
+	g.counts[reason] += n
+	if first.Before(g.first) {
+		g.first = first
 	}
-	if at.After(w.gap.last) {
-		w.gap.last = at
+	if last.After(g.last) {
+		g.last = last
 	}
 }
 
@@ -314,17 +319,7 @@ func (w *Writer) recordGap() {
 		// Put the gap back, merged with drops that happened meanwhile.
 		w.gapMu.Lock()
 		for reason, n := range gap.counts {
-			if w.gap.counts == nil {
-				w.gap.counts = make(map[string]int)
-				w.gap.first, w.gap.last = gap.first, gap.last
-			}
-			w.gap.counts[reason] += n
-		}
-		if gap.first.Before(w.gap.first) {
-			w.gap.first = gap.first
-		}
-		if gap.last.After(w.gap.last) {
-			w.gap.last = gap.last
+			w.gap.add(reason, n, gap.first, gap.last)
 		}
 		w.gapMu.Unlock()
 		return
