@@ -310,6 +310,11 @@ func TestSecretsNeverStored(t *testing.T) {
 			if got := evs[0].RequestHeaders["Authorization"]; len(got) != 1 || !strings.HasPrefix(got[0], "Bearer hmac:") {
 				t.Errorf("authorization %v", got)
 			}
+			// Redacted once, the same way in the field and the header.
+			want := "https://app.example.com/list?password=" + testRedactor.Token("hunter2")
+			if got := evs[0].RequestHeaders["Referer"]; evs[0].Referer != want || len(got) != 1 || got[0] != want {
+				t.Errorf("referer field %q, header %v; want %q in both", evs[0].Referer, got, want)
+			}
 		})
 	}
 }

@@ -426,7 +426,8 @@ func (r *Reader) event(rec *record, f Format) storage.Event {
 	}
 	if o.Headers != nil {
 		if len(rec.headers) > 0 {
-			ev.RequestHeaders = o.Headers(r.refererRedacted(rec.headers))
+			// policy.Redactor.Headers redacts the Referer's query itself.
+			ev.RequestHeaders = o.Headers(rec.headers)
 		}
 		if len(rec.respHeaders) > 0 {
 			ev.ResponseHeaders = o.Headers(rec.respHeaders)
@@ -459,27 +460,10 @@ func (r *Reader) referer(ref string) string {
 	}
 	frag := ""
 	if i := strings.IndexByte(q, '#'); i >= 0 {
-		q, frag = q[:i], q[i:]
+		// Fragments carry OAuth implicit-flow tokens, as policy.Redactor.URL knows.
+		q, frag = q[:i], "#"+r.opts.Redact(q[i+1:])
 	}
 	return policy.Clean(base + "?" + r.opts.Redact(q) + frag)
-}
-
-// refererRedacted returns h with its Referer values' queries redacted:
-// Options.Headers (policy.Redactor.Headers) tokenizes credential headers
-// but keeps a Referer as it came, and it is another page's URL that can
-// carry that page's tokens.
-func (r *Reader) refererRedacted(h http.Header) http.Header {
-	refs := h.Values("Referer")
-	if len(refs) == 0 {
-		return h
-	}
-	c := h.Clone()
-	vals := make([]string, len(refs))
-	for i, v := range refs {
-		vals[i] = r.referer(v)
-	}
-	c["Referer"] = vals
-	return c
 }
 
 // splitURI splits a request URI into scheme and host (absolute form only),
