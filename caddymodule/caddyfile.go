@@ -243,13 +243,14 @@ func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
 }
 
 func intArg(d *caddyfile.Dispenser) (int, error) {
+	name := d.Val() // AllArgs moves the dispenser on to the value
 	var s string
 	if !d.AllArgs(&s) {
 		return 0, d.ArgErr()
 	}
 	n, err := strconv.Atoi(s)
 	if err != nil || n < 0 {
-		return 0, d.Errf("%s: want a non-negative integer, got %q", d.Val(), s)
+		return 0, d.Errf("%s: want a non-negative integer, got %q", name, s)
 	}
 	return n, nil
 }
