@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/caddy-audit/caddy-audit/detectors"
 	"github.com/caddy-audit/caddy-audit/storage"
@@ -132,10 +133,10 @@ func alertFilterDetails(f storage.AlertFilter) map[string]any {
 		}
 	}
 	if !f.From.IsZero() {
-		d["from"] = f.From.UTC().Format("2006-01-02T15:04:05.999999999Z07:00")
+		d["from"] = f.From.UTC().Format(time.RFC3339Nano)
 	}
 	if !f.To.IsZero() {
-		d["to"] = f.To.UTC().Format("2006-01-02T15:04:05.999999999Z07:00")
+		d["to"] = f.To.UTC().Format(time.RFC3339Nano)
 	}
 	return d
 }

@@ -31,13 +31,10 @@ func (a *api) record(r *http.Request, key storage.APIKey, action string, status 
 		Query:     policy.Clean(r.URL.RawQuery),
 		Proto:     r.Proto,
 		Status:    status,
-		Outcome:   "success",
+		Outcome:   storage.Outcome(status),
 		UserAgent: policy.Clean(r.UserAgent()),
 		Workspace: key.Workspace,
 		Details:   details,
-	}
-	if status >= 400 {
-		ev.Outcome = "failure"
 	}
 	if key.ID != "" {
 		ev.User, ev.UserSource, ev.UserVerified = key.ID, "api_key", true

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/caddy-audit/caddy-audit/policy"
 	"github.com/caddy-audit/caddy-audit/storage"
 )
 
@@ -52,7 +53,7 @@ var eventParams = map[string]func(q *eventsQuery, v string) error{
 		return nil
 	},
 	"method": func(q *eventsQuery, v string) error {
-		if len(v) > 32 || strings.IndexFunc(v, notTokenChar) >= 0 {
+		if len(v) > 32 || !policy.IsToken(v) {
 			return errors.New("expects an HTTP method such as GET or DELETE")
 		}
 		q.filter.Method = strings.ToUpper(v)
@@ -197,16 +198,6 @@ func parseTime(v string) (time.Time, error) {
 		return time.Time{}, errors.New("expects an RFC 3339 time such as 2024-05-01T12:00:00Z")
 	}
 	return t, nil
-}
-
-// notTokenChar reports characters that cannot appear in an HTTP method
-// (RFC 9110 token).
-func notTokenChar(c rune) bool {
-	switch {
-	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		return false
-	}
-	return !strings.ContainsRune("!#$%&'*+-.^_`|~", c)
 }
 
 func truncate(s string, n int) string {
