@@ -24,21 +24,6 @@ var Detectors = []string{
 	DetectorPrivilegeEscalation, DetectorMassDeletion, DetectorUnauthorizedAccess,
 }
 
-// severityRank orders severities; unknown names rank below low.
-func severityRank(s string) int {
-	switch s {
-	case storage.SeverityLow:
-		return 1
-	case storage.SeverityMedium:
-		return 2
-	case storage.SeverityHigh:
-		return 3
-	case storage.SeverityCritical:
-		return 4
-	}
-	return 0
-}
-
 // The techniques the detectors use.
 var (
 	mitreBruteForce       = storage.Mitre{ID: "T1110", Name: "Brute Force", Tactic: "Credential Access"}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -583,7 +584,7 @@ func (c Config) Validate() error {
 	for name := range r.Workspaces {
 		names = append(names, name)
 	}
-	sortStrings(names)
+	slices.Sort(names)
 	for _, name := range names {
 		check(fmt.Sprintf("workspaces[%q].", name), r.Workspaces[name])
 	}
@@ -621,14 +622,6 @@ func negativeDurations(where string, v reflect.Value, errs *[]error) {
 			}
 		case f.Kind() == reflect.Struct:
 			negativeDurations(where+name+".", f, errs)
-		}
-	}
-}
-
-func sortStrings(s []string) {
-	for i := 1; i < len(s); i++ {
-		for j := i; j > 0 && s[j] < s[j-1]; j-- {
-			s[j], s[j-1] = s[j-1], s[j]
 		}
 	}
 }

@@ -449,7 +449,7 @@ func (e *Engine) raise(c *evctx, f *finding) *openAlert {
 	if a := e.open(c, f.detector, f.family, f.subject); a != nil {
 		e.count(c, a)
 		escalated := false
-		if severityRank(f.severity) > severityRank(a.a.Severity) {
+		if storage.SeverityRank(f.severity) > storage.SeverityRank(a.a.Severity) {
 			a.a.Severity = f.severity
 			escalated = true
 		}

@@ -44,7 +44,7 @@ func FuzzEngineProcess(f *testing.F) {
 		ups = append(ups, e.Flush()...)
 		for _, u := range ups {
 			a := u.Alert
-			if a.ID == "" || !slices.Contains(Detectors, a.Detector) || severityRank(a.Severity) == 0 || a.Count < 1 ||
+			if a.ID == "" || !slices.Contains(Detectors, a.Detector) || storage.SeverityRank(a.Severity) == 0 || a.Count < 1 ||
 				len(a.Evidence.EventIDs) == 0 || len(a.Evidence.EventIDs) > storage.MaxFirstEvidence+storage.MaxLastEvidence ||
 				a.LastSeen.Before(a.FirstSeen) || a.Status != storage.StatusOpen || len(a.RecommendedActions) == 0 {
 				t.Fatalf("malformed alert: %s", dump(a))

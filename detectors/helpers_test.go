@@ -100,7 +100,7 @@ func checkAlert(t *testing.T, a storage.Alert) {
 	switch {
 	case a.ID == "" || a.Detector == "" || a.Rule == "":
 		t.Errorf("alert without id, detector or rule: %+v", a)
-	case severityRank(a.Severity) == 0:
+	case storage.SeverityRank(a.Severity) == 0:
 		t.Errorf("alert severity %q", a.Severity)
 	case a.Subject.Kind == "":
 		t.Errorf("alert without subject: %+v", a)

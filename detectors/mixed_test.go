@@ -105,7 +105,7 @@ func TestMixedRun(t *testing.T) {
 		}
 		r.found++
 		r.rules = append(r.rules, a.Rule)
-		if severityRank(a.Severity) > severityRank(r.severity) {
+		if storage.SeverityRank(a.Severity) > storage.SeverityRank(r.severity) {
 			r.severity = a.Severity
 		}
 	}

@@ -89,7 +89,8 @@ func (u *unauthorizedAccess) process(c *evctx) {
 
 	// Per principal: denied bursts and the error ratio see every event.
 	ps := u.principals.upsert(subj, e.now)
-	u.errorRatio(c, ps, subj, is4xx && !u.static(s, ev.Path))
+	static := u.static(s, ev.Path)
+	u.errorRatio(c, ps, subj, is4xx && !static)
 	if (ev.Status == 401 || ev.Status == 403) && !c.login {
 		ps.deniedRecent.push(stamp{t: c.t, id: ev.ID}, cfg.Denied.Capacity+1)
 		if ps.denied.pour(c.t, cfg.Denied) {
@@ -169,7 +170,7 @@ func (u *unauthorizedAccess) process(c *evctx) {
 			raised = true
 		}
 	}
-	if probe && !u.static(s, ev.Path) {
+	if probe && !static {
 		if over, _ := ip.probing.pour(c.t, hashFold(ev.Path), cfg.Probing); over {
 			b := cfg.Probing
 			e.raise(c, u.bucketFinding(c, ip, rulePathProbing, storage.SeverityMedium, b, "distinct_paths",
