@@ -139,9 +139,10 @@ func TestValidate(t *testing.T) {
 			t.Errorf("error does not mention %s:\n%v", want, err)
 		}
 	}
-	// NewEngine does not fail on a bad config; it falls back.
-	if e := NewEngine(cfg); e.global.hours.loc == nil {
-		t.Error("no location")
+	// NewEngine does not fail on a bad config; it falls back to UTC for
+	// the unknown time zone.
+	if e := NewEngine(cfg); e.global.hours.loc != time.UTC {
+		t.Errorf("location %v, want the UTC fallback", e.global.hours.loc)
 	}
 }
 

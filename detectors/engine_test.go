@@ -229,8 +229,8 @@ func TestAlertJSON(t *testing.T) {
 	}
 	var m map[string]any
 	_ = json.Unmarshal(b, &m)
-	for _, k := range []string{"id", "detector", "rule", "severity", "subject", "workspace", "first_seen", "last_seen", "count", "evidence", "mitre", "recommended_actions", "status"} {
-		if _, ok := m[k]; !ok && k != "workspace" {
+	for _, k := range []string{"id", "detector", "rule", "severity", "subject", "first_seen", "last_seen", "count", "evidence", "mitre", "recommended_actions", "status"} {
+		if _, ok := m[k]; !ok {
 			t.Errorf("no %q in %s", k, b)
 		}
 	}
