@@ -111,19 +111,21 @@ func (r *Redactor) Headers(h http.Header) map[string][]string {
 	}
 	out := make(map[string][]string, len(h))
 	for name, values := range h {
-		cleanName := Clean(name)
+		// Decided once per header, not per value: this runs per request.
+		sensitive := r.SensitiveHeader(name)
+		isURL := urlHeaders[http.CanonicalHeaderKey(name)]
 		vals := make([]string, len(values))
 		for i, v := range values {
 			switch {
-			case r.SensitiveHeader(name):
+			case sensitive:
 				vals[i] = r.HeaderValue(name, v)
-			case urlHeaders[http.CanonicalHeaderKey(name)]:
+			case isURL:
 				vals[i] = r.URL(v)
 			default:
 				vals[i] = Clean(v)
 			}
 		}
-		out[cleanName] = vals
+		out[Clean(name)] = vals
 	}
 	return out
 }
