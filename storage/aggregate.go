@@ -224,9 +224,7 @@ func (s *Store) topBy(ctx context.Context, f Filter, n int, id indexID, field fu
 			}
 			return nil
 		})
-		for _, e := range c.top(n) {
-			out.Items = append(out.Items, KeyCount{Key: e.key, Count: e.count, Error: e.err})
-		}
+		out.Items = c.keyCounts(n)
 		out.Approximate = c.evicted
 		return err
 	})
@@ -287,11 +285,7 @@ func topFromIndex(ctx context.Context, tx *bolt.Tx, f *Filter, id indexID, n int
 	if err != nil || cut {
 		return false, err
 	}
-	var items []KeyCount
-	for _, e := range c.top(n) {
-		items = append(items, KeyCount{Key: e.key, Count: e.count, Error: e.err})
-	}
-	*out = TopCounts{Items: items, Total: total, Missing: total - sum, Approximate: c.evicted}
+	*out = TopCounts{Items: c.keyCounts(n), Total: total, Missing: total - sum, Approximate: c.evicted}
 	return true, nil
 }
 
@@ -753,6 +747,15 @@ func (c *topCounter) add(key string, n int64, sub int) {
 }
 
 // top returns the n most counted keys, most first, ties by key.
+// keyCounts is top(n) as the result type.
+func (c *topCounter) keyCounts(n int) []KeyCount {
+	var items []KeyCount
+	for _, e := range c.top(n) {
+		items = append(items, KeyCount{Key: e.key, Count: e.count, Error: e.err})
+	}
+	return items
+}
+
 func (c *topCounter) top(n int) []*topEntry {
 	all := slices.Clone(c.heap)
 	slices.SortFunc(all, func(a, b *topEntry) int {
