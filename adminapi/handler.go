@@ -82,7 +82,10 @@ type api struct {
 // route is one method+path the API answers.
 type route struct {
 	method, path string
-	h            http.Handler
+	// perm is the permission the route needs; "" means no key at all
+	// (health and metrics).
+	perm string
+	h    http.HandlerFunc
 }
 
 // New builds the admin API over cfg.Store.
@@ -111,22 +114,22 @@ func New(cfg Config) (http.Handler, error) {
 	}
 
 	routes := []route{
-		{http.MethodGet, "/healthz", http.HandlerFunc(healthz)},
-		{http.MethodGet, "/api/v1/events", a.authenticate(a.require(permEventsRead, a.searchEvents))},
-		{http.MethodGet, "/api/v1/events/export", a.authenticate(a.require(permEventsExport, a.exportEvents))},
-		{http.MethodGet, "/api/v1/backup", a.authenticate(a.require(permBackupRead, a.backup))},
-		{http.MethodGet, "/api/v1/integrity/checkpoint", a.authenticate(a.require(permIntegrityVerify, a.latestCheckpoint))},
-		{http.MethodPost, "/api/v1/integrity/verify", a.authenticate(a.require(permIntegrityVerify, a.verify))},
-		{http.MethodGet, "/api/v1/alerts", a.authenticate(a.require(permAlertsRead, a.listAlerts))},
-		{http.MethodGet, "/api/v1/alerts/{id}", a.authenticate(a.require(permAlertsRead, a.getAlert))},
-		{http.MethodPost, "/api/v1/alerts/{id}/acknowledge", a.authenticate(a.require(permAlertsManage, a.transition(storage.StatusAcknowledged)))},
-		{http.MethodPost, "/api/v1/alerts/{id}/resolve", a.authenticate(a.require(permAlertsManage, a.transition(storage.StatusResolved)))},
-		{http.MethodPost, "/api/v1/alerts/{id}/false_positive", a.authenticate(a.require(permAlertsManage, a.transition(storage.StatusFalsePositive)))},
-		{http.MethodPost, "/api/v1/alerts/{id}/comments", a.authenticate(a.require(permAlertsManage, a.comment))},
-		{http.MethodPost, "/api/v1/import", a.authenticate(a.require(permEventsImport, a.importLog))},
+		{http.MethodGet, "/healthz", "", healthz},
+		{http.MethodGet, "/api/v1/events", permEventsRead, a.searchEvents},
+		{http.MethodGet, "/api/v1/events/export", permEventsExport, a.exportEvents},
+		{http.MethodGet, "/api/v1/backup", permBackupRead, a.backup},
+		{http.MethodGet, "/api/v1/integrity/checkpoint", permIntegrityVerify, a.latestCheckpoint},
+		{http.MethodPost, "/api/v1/integrity/verify", permIntegrityVerify, a.verify},
+		{http.MethodGet, "/api/v1/alerts", permAlertsRead, a.listAlerts},
+		{http.MethodGet, "/api/v1/alerts/{id}", permAlertsRead, a.getAlert},
+		{http.MethodPost, "/api/v1/alerts/{id}/acknowledge", permAlertsManage, a.transition(storage.StatusAcknowledged)},
+		{http.MethodPost, "/api/v1/alerts/{id}/resolve", permAlertsManage, a.transition(storage.StatusResolved)},
+		{http.MethodPost, "/api/v1/alerts/{id}/false_positive", permAlertsManage, a.transition(storage.StatusFalsePositive)},
+		{http.MethodPost, "/api/v1/alerts/{id}/comments", permAlertsManage, a.comment},
+		{http.MethodPost, "/api/v1/import", permEventsImport, a.importLog},
 	}
 	if cfg.Metrics != nil {
-		routes = append(routes, route{http.MethodGet, "/metrics", cfg.Metrics})
+		routes = append(routes, route{http.MethodGet, "/metrics", "", cfg.Metrics.ServeHTTP})
 	}
 
 	// The stdlib mux answers 404 and 405 in text/plain; a method-less
@@ -134,7 +137,11 @@ func New(cfg Config) (http.Handler, error) {
 	// other methods) and a "/" catch-all keep every error a problem document.
 	allowed := make(map[string][]string)
 	for _, rt := range routes {
-		a.mux.Handle(rt.method+" "+rt.path, rt.h)
+		var h http.Handler = rt.h
+		if rt.perm != "" {
+			h = a.authenticate(a.require(rt.perm, rt.h))
+		}
+		a.mux.Handle(rt.method+" "+rt.path, h)
 		allowed[rt.path] = append(allowed[rt.path], rt.method)
 		if rt.method == http.MethodGet {
 			allowed[rt.path] = append(allowed[rt.path], http.MethodHead)
