@@ -126,11 +126,9 @@ func (h *Handler) ready() (*pipeline, error) {
 	if err != nil {
 		return nil, err
 	}
-	if h.redactorOnce != nil { // nil when a test set the redactor
-		h.redactorOnce.Do(func() {
-			h.redactor = policy.NewRedactor(p.key, h.RedactHeaders, h.RedactQuery)
-		})
-	}
+	h.redactorOnce.Do(func() {
+		h.redactor = policy.NewRedactor(p.key, h.RedactHeaders, h.RedactQuery)
+	})
 	return p, nil
 }
 

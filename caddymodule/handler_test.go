@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,7 +18,6 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
-	"github.com/caddy-audit/caddy-audit/policy"
 	"github.com/caddy-audit/caddy-audit/storage"
 )
 
@@ -37,8 +37,10 @@ func newTestHandler(tb testing.TB, h *Handler) *Handler {
 	if err := h.setDefaults(); err != nil {
 		tb.Fatal(err)
 	}
-	h.redactor = policy.NewRedactor(p.key, h.RedactHeaders, h.RedactQuery)
-	h.recorded = metrics.recorded.WithLabelValues(h.Level)
+	h.redactorOnce, h.recorded = new(sync.Once), metrics.recorded.WithLabelValues(h.Level)
+	if _, err := h.ready(); err != nil { // what the first request would do
+		tb.Fatal(err)
+	}
 	return h
 }
 
