@@ -162,13 +162,18 @@ func TestWorkerSweepUpdatesMetrics(t *testing.T) {
 	initMetrics()
 	run := startWorker(store, 0)
 	defer run.stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	// Let the start-up pass finish first: otherwise it could judge the
+	// events below itself and the test would not exercise the sweep.
+	if err := run.w.sweepNow(ctx); err != nil {
+		t.Fatal(err)
+	}
 	// Appended behind the worker's back, as if the feed had dropped them:
 	// the sweep reads them from the store.
 	if err := store.Append(loginFailures("198.51.100.4", time.Now().Add(-time.Minute), 7)...); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
 	if err := run.w.sweepNow(ctx); err != nil {
 		t.Fatal(err)
 	}
