@@ -174,10 +174,7 @@ func (b *bruteForce) raiseBurst(c *evctx, st *bfState, subj storage.Subject) {
 	f := &finding{
 		detector: DetectorBruteForce, rule: ruleLoginBurst, family: famGuessing,
 		subject: subj, severity: storage.SeverityHigh, evidence: recentEvidence(&st.recent, cfg.Burst.Capacity+1),
-		figures: map[string]float64{
-			"failures": float64(cfg.Burst.Capacity + 1), "capacity": float64(cfg.Burst.Capacity),
-			"leak_s": seconds(cfg.Burst.LeakSpeed),
-		},
+		figures:  bucketFigures("failures", cfg.Burst),
 		observed: map[string]string{"route": ev.Method + " " + ev.Path},
 		summary: fmt.Sprintf("%d failed logins from %s in a burst (bucket capacity %d, one token back every %s)",
 			cfg.Burst.Capacity+1, describe(subj), cfg.Burst.Capacity, time.Duration(cfg.Burst.LeakSpeed)),

@@ -207,6 +207,13 @@ func (b *leaky) drain(now, leak int64) {
 	}
 }
 
+// bucketFigures are the evidence figures of a bucket that overflowed: the
+// count that overflowed it (capacity+1, under name), its capacity and its
+// leak speed in seconds.
+func bucketFigures(name string, b Bucket) map[string]float64 {
+	return map[string]float64{name: float64(b.Capacity + 1), "capacity": float64(b.Capacity), "leak_s": seconds(b.LeakSpeed)}
+}
+
 // tokens is how many tokens the bucket holds at now (rounded up).
 func (b *leaky) tokens(now int64, c Bucket) int {
 	leak := int64(c.LeakSpeed)

@@ -95,10 +95,7 @@ func (u *unauthorizedAccess) process(c *evctx) {
 		ps.deniedRecent.push(stamp{t: c.t, id: ev.ID}, cfg.Denied.Capacity+1)
 		if ps.denied.pour(c.t, cfg.Denied) {
 			f := u.probeFinding(c, subj, ruleDeniedBurst, storage.SeverityMedium, recentEvidence(&ps.deniedRecent, cfg.Denied.Capacity+1))
-			f.figures = map[string]float64{
-				"denied": float64(cfg.Denied.Capacity + 1), "capacity": float64(cfg.Denied.Capacity),
-				"leak_s": seconds(cfg.Denied.LeakSpeed),
-			}
+			f.figures = bucketFigures("denied", cfg.Denied)
 			f.summary = fmt.Sprintf("%s got %d answers 401 or 403 in a burst (bucket capacity %d, one token back every %s), last on %s",
 				describe(subj), cfg.Denied.Capacity+1, cfg.Denied.Capacity, time.Duration(cfg.Denied.LeakSpeed), ev.Path)
 			if subj.Kind == storage.SubjectUser {
@@ -126,11 +123,7 @@ func (u *unauthorizedAccess) process(c *evctx) {
 			e.raise(c, &finding{
 				detector: DetectorUnauthorizedAccess, rule: ruleUnauthenticatedAPI, subject: ipSubj,
 				severity: storage.SeverityHigh, evidence: recentEvidence(&ip.unauthRecent, cfg.Unauthenticated.Capacity+1),
-				figures: map[string]float64{
-					"unauthenticated_2xx": float64(cfg.Unauthenticated.Capacity + 1),
-					"capacity":            float64(cfg.Unauthenticated.Capacity),
-					"leak_s":              seconds(cfg.Unauthenticated.LeakSpeed),
-				},
+				figures:  bucketFigures("unauthenticated_2xx", cfg.Unauthenticated),
 				observed: map[string]string{"route": ev.Method + " " + ev.Path},
 				summary: fmt.Sprintf("%s got %d answers 2xx without a user on authenticated routes (last %s %s)",
 					describe(ipSubj), cfg.Unauthenticated.Capacity+1, ev.Method, ev.Path),
@@ -195,9 +188,7 @@ func (u *unauthorizedAccess) static(s *settings, path string) bool {
 
 func (u *unauthorizedAccess) bucketFinding(c *evctx, ip *unIP, rule, sev string, b Bucket, figure, summary string) *finding {
 	f := u.probeFinding(c, ipSubject(c.ev), rule, sev, recentEvidence(&ip.recent, b.Capacity+1))
-	f.figures = map[string]float64{
-		figure: float64(b.Capacity + 1), "capacity": float64(b.Capacity), "leak_s": seconds(b.LeakSpeed),
-	}
+	f.figures = bucketFigures(figure, b)
 	f.summary = summary
 	return f
 }
