@@ -92,10 +92,7 @@ func (b *bruteForce) process(c *evctx) {
 		e.raise(c, &finding{
 			detector: DetectorBruteForce, rule: ruleSlowBruteForce, family: famGuessing,
 			subject: ipSubj, severity: storage.SeverityMedium, evidence: recentEvidence(&st.recent, cfg.Slow.Threshold),
-			figures: map[string]float64{
-				"failures": float64(cfg.Slow.Threshold), "threshold": float64(cfg.Slow.Threshold),
-				"window_s": seconds(cfg.Slow.Window),
-			},
+			figures: windowFigures("failures", cfg.Slow.Threshold, cfg.Slow.Threshold, cfg.Slow.Window),
 			summary: fmt.Sprintf("%d failed logins from %s within %s, paced under the burst bucket (slow brute force)",
 				cfg.Slow.Threshold, describe(ipSubj), time.Duration(cfg.Slow.Window)),
 			actions: ipGuessingActions(ev.ClientIP, ev.Path, ev.User),
@@ -110,10 +107,7 @@ func (b *bruteForce) process(c *evctx) {
 			e.raise(c, &finding{
 				detector: DetectorBruteForce, rule: ruleCredentialStuffing,
 				subject: ipSubj, severity: storage.SeverityHigh, evidence: windowEvidence(&st.others),
-				figures: map[string]float64{
-					"distinct_users": float64(n), "threshold": float64(cfg.StuffingUsers),
-					"window_s": seconds(cfg.StuffingWindow),
-				},
+				figures:  windowFigures("distinct_users", n, cfg.StuffingUsers, cfg.StuffingWindow),
 				observed: map[string]string{"login_route": ev.Method + " " + ev.Path},
 				summary: fmt.Sprintf("%d distinct users failed to log in from %s within %s (credential stuffing)",
 					n, describe(ipSubj), time.Duration(cfg.StuffingWindow)),
@@ -149,10 +143,7 @@ func (b *bruteForce) process(c *evctx) {
 			e.raise(c, &finding{
 				detector: DetectorBruteForce, rule: ruleDistributedBruteForce,
 				subject: userSubj, severity: storage.SeverityHigh, evidence: windowEvidence(&us.others),
-				figures: map[string]float64{
-					"distinct_ips": float64(n), "threshold": float64(cfg.StuffingIPs),
-					"window_s": seconds(cfg.StuffingWindow),
-				},
+				figures: windowFigures("distinct_ips", n, cfg.StuffingIPs, cfg.StuffingWindow),
 				summary: fmt.Sprintf("logins for %s failed from %d distinct client IPs within %s (distributed brute force)",
 					describe(userSubj), n, time.Duration(cfg.StuffingWindow)),
 				actions: []string{

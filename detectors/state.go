@@ -214,6 +214,12 @@ func bucketFigures(name string, b Bucket) map[string]float64 {
 	return map[string]float64{name: float64(b.Capacity + 1), "capacity": float64(b.Capacity), "leak_s": seconds(b.LeakSpeed)}
 }
 
+// windowFigures are the evidence figures of a windowed count: what was
+// counted (under name), the threshold and the window in seconds.
+func windowFigures(name string, n, threshold int, window Duration) map[string]float64 {
+	return map[string]float64{name: float64(n), "threshold": float64(threshold), "window_s": seconds(window)}
+}
+
 // tokens is how many tokens the bucket holds at now (rounded up).
 func (b *leaky) tokens(now int64, c Bucket) int {
 	leak := int64(c.LeakSpeed)
