@@ -123,6 +123,17 @@ func chainHead(links *bolt.Bucket) (uint64, [hashSize]byte) {
 	return binary.BigEndian.Uint64(k), link
 }
 
+// walkBound is the last seq a walk over the chain must reach: the chain
+// head, or a later stored event (one that escaped the chain is damage the
+// walk must see).
+func walkBound(tx *bolt.Tx) uint64 {
+	bound, _ := chainHead(tx.Bucket(bucketChainLinks))
+	if k, _ := tx.Bucket(bucketEvents).Cursor().Last(); len(k) == 8 {
+		bound = max(bound, binary.BigEndian.Uint64(k))
+	}
+	return bound
+}
+
 // chainTombstone records that retention purged ev: its link stays in
 // chain_links, marked, so verification continues across the gap and tells
 // a purge from a deletion. Call it in the transaction that deletes the

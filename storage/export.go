@@ -68,10 +68,7 @@ func (s *Store) ExportNDJSON(ctx context.Context, w io.Writer, f *Filter) (Expor
 	res := ExportResult{Verifiable: f == nil}
 	var bound uint64
 	if err := s.view(func(tx *bolt.Tx) error {
-		bound, _ = chainHead(tx.Bucket(bucketChainLinks))
-		if k, _ := tx.Bucket(bucketEvents).Cursor().Last(); len(k) == 8 {
-			bound = max(bound, binary.BigEndian.Uint64(k))
-		}
+		bound = walkBound(tx)
 		return nil
 	}); err != nil {
 		return res, err

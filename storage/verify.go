@@ -361,12 +361,8 @@ func (s *Store) Verify(ctx context.Context, against *Checkpoint) (VerifyReport, 
 	var bound, assigned uint64
 	var own *Checkpoint
 	err := s.view(func(tx *bolt.Tx) error {
-		bound, _ = chainHead(tx.Bucket(bucketChainLinks))
-		events := tx.Bucket(bucketEvents)
-		if k, _ := events.Cursor().Last(); len(k) == 8 {
-			bound = max(bound, binary.BigEndian.Uint64(k))
-		}
-		assigned = events.Sequence()
+		bound = walkBound(tx)
+		assigned = tx.Bucket(bucketEvents).Sequence()
 		var err error
 		own, err = latestCheckpoint(tx)
 		return err
