@@ -1,10 +1,8 @@
 package adminapi
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"mime"
 	"net/http"
 	"slices"
@@ -190,17 +188,10 @@ func readComment(w http.ResponseWriter, r *http.Request) (string, error) {
 			return "", errors.New("the body must be JSON (Content-Type: application/json)")
 		}
 	}
-	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxCommentBody))
-	if err != nil {
-		return "", fmt.Errorf("the body is larger than %d bytes", maxCommentBody)
-	}
-	if len(strings.TrimSpace(string(raw))) == 0 {
-		return "", nil
-	}
 	var b commentBody
-	dec := json.NewDecoder(strings.NewReader(string(raw)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&b); err != nil {
+	if tooLarge, err := decodeOptionalJSON(w, r, maxCommentBody, &b); tooLarge {
+		return "", err
+	} else if err != nil {
 		return "", fmt.Errorf(`the body must be {"comment": "..."}: %v`, err)
 	}
 	if len(b.Comment) > storage.MaxCommentLength {

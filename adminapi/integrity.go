@@ -1,11 +1,8 @@
 package adminapi
 
 import (
-	"bytes"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 
 	"github.com/caddy-audit/caddy-audit/storage"
@@ -66,22 +63,12 @@ func (a *api) verify(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Checkpoint *storage.Checkpoint `json:"checkpoint"`
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxCheckpointBody+1))
-	if err != nil {
-		writeProblem(w, r, http.StatusBadRequest, "reading the request body: "+err.Error())
+	if tooLarge, err := decodeOptionalJSON(w, r, maxCheckpointBody, &req); tooLarge {
+		writeProblem(w, r, http.StatusRequestEntityTooLarge, err.Error()+"; it holds one checkpoint")
 		return
-	}
-	if len(body) > maxCheckpointBody {
-		writeProblem(w, r, http.StatusRequestEntityTooLarge, "the body holds one checkpoint; it is larger than that")
+	} else if err != nil {
+		writeProblem(w, r, http.StatusBadRequest, "the body must be {\"checkpoint\": {...}} as GET /api/v1/integrity/checkpoint returns it: "+err.Error())
 		return
-	}
-	if len(body) > 0 {
-		dec := json.NewDecoder(bytes.NewReader(body))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
-			writeProblem(w, r, http.StatusBadRequest, "the body must be {\"checkpoint\": {...}} as GET /api/v1/integrity/checkpoint returns it: "+err.Error())
-			return
-		}
 	}
 	rep, err := a.store.Verify(r.Context(), req.Checkpoint)
 	if err != nil {

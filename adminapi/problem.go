@@ -1,8 +1,11 @@
 package adminapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
 
 	"github.com/caddy-audit/caddy-audit/storage"
@@ -63,4 +66,24 @@ func (a *api) storeError(w http.ResponseWriter, r *http.Request, doing string, e
 	}
 	a.log.Error(doing, "error", err, "kind", storage.ErrorKind(err))
 	writeProblem(w, r, http.StatusInternalServerError, doing+" failed ("+storage.ErrorKind(err)+"); see the server log")
+}
+
+// decodeOptionalJSON reads a JSON body of at most max bytes into v,
+// refusing unknown fields so a typo is an error rather than ignored. An
+// empty body leaves v as it is. tooLarge says the body was over max.
+func decodeOptionalJSON(w http.ResponseWriter, r *http.Request, max int64, v any) (tooLarge bool, err error) {
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return true, fmt.Errorf("the body is larger than %d bytes", max)
+		}
+		return false, fmt.Errorf("reading the request body: %v", err)
+	}
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return false, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	return false, dec.Decode(v)
 }
