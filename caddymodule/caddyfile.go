@@ -163,13 +163,13 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 		case "user":
-			src, err := identityArgs(d)
+			src, err := identityArgs(d, userSources)
 			if err != nil {
 				return err
 			}
 			h.User = src
 		case "workspace":
-			src, err := identityArgs(d)
+			src, err := identityArgs(d, workspaceSources)
 			if err != nil {
 				return err
 			}
@@ -201,8 +201,11 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return nil
 }
 
-// identityArgs reads "<source> [<name>]" for user and workspace.
-func identityArgs(d *caddyfile.Dispenser) (*IdentitySource, error) {
+// identityArgs reads "<source> [<name>]" for user and workspace, checked
+// by the same rules Provision applies (on a copy: the JSON keeps what was
+// written).
+func identityArgs(d *caddyfile.Dispenser, allowed []string) (*IdentitySource, error) {
+	what := d.Val()
 	args := d.RemainingArgs()
 	if len(args) == 0 || len(args) > 2 {
 		return nil, d.ArgErr()
@@ -211,18 +214,9 @@ func identityArgs(d *caddyfile.Dispenser) (*IdentitySource, error) {
 	if len(args) == 2 {
 		src.Name = args[1]
 	}
-	switch src.Source {
-	case sourceHeader, sourcePlaceholder, sourcePathSegment:
-		if src.Name == "" {
-			return nil, d.Errf("%s needs a name", src.Source)
-		}
-	case sourceBasicAuth, sourceHost:
-		if src.Name != "" {
-			return nil, d.Errf("%s takes no name", src.Source)
-		}
-	case sourceJWT:
-	default:
-		return nil, d.Errf("unknown identity source %q (want header, jwt, basic_auth, placeholder, host or path_segment)", src.Source)
+	check := *src
+	if err := check.validate(what, allowed...); err != nil {
+		return nil, d.Err(err.Error())
 	}
 	return src, nil
 }

@@ -157,11 +157,11 @@ func (h *Handler) setDefaults() error {
 	if h.User == nil {
 		h.User = &IdentitySource{Source: sourcePlaceholder, Name: "{http.auth.user.id}"}
 	}
-	if err := h.User.validate("user", sourceHeader, sourceJWT, sourceBasicAuth, sourcePlaceholder); err != nil {
+	if err := h.User.validate("user", userSources...); err != nil {
 		return err
 	}
 	if h.Workspace != nil {
-		if err := h.Workspace.validate("workspace", sourceHeader, sourceJWT, sourcePlaceholder, sourceHost, sourcePathSegment); err != nil {
+		if err := h.Workspace.validate("workspace", workspaceSources...); err != nil {
 			return err
 		}
 	}

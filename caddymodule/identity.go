@@ -34,18 +34,28 @@ type IdentitySource struct {
 	segment int
 }
 
+// The sources each identity may come from.
+var (
+	userSources      = []string{sourceHeader, sourceJWT, sourceBasicAuth, sourcePlaceholder}
+	workspaceSources = []string{sourceHeader, sourceJWT, sourcePlaceholder, sourceHost, sourcePathSegment}
+)
+
 func (s *IdentitySource) validate(what string, allowed ...string) error {
 	ok := false
 	for _, a := range allowed {
 		ok = ok || s.Source == a
 	}
 	if !ok {
-		return fmt.Errorf("%s: unknown source %q (want one of %s)", what, s.Source, strings.Join(allowed, ", "))
+		return fmt.Errorf("%s: unknown identity source %q (want one of %s)", what, s.Source, strings.Join(allowed, ", "))
 	}
 	switch s.Source {
 	case sourceHeader, sourcePlaceholder:
 		if s.Name == "" {
 			return fmt.Errorf("%s: source %s needs a name", what, s.Source)
+		}
+	case sourceBasicAuth, sourceHost:
+		if s.Name != "" {
+			return fmt.Errorf("%s: source %s takes no name", what, s.Source)
 		}
 	case sourceJWT:
 		if s.Name == "" {
