@@ -75,10 +75,13 @@ func loadDetectorsFile(path string) (detectors.Config, error) {
 	return cfg, nil
 }
 
+var (
+	yamlPrefix   = regexp.MustCompile(`^yaml: (unmarshal errors:\n\s*)?`)
+	yamlNewlines = regexp.MustCompile(`\n\s*`)
+)
+
 func trimYAML(err error) string {
-	s := err.Error()
-	s = regexp.MustCompile(`^yaml: (unmarshal errors:\n\s*)?`).ReplaceAllString(s, "")
-	return regexp.MustCompile(`\n\s*`).ReplaceAllString(s, "; ")
+	return yamlNewlines.ReplaceAllString(yamlPrefix.ReplaceAllString(err.Error(), ""), "; ")
 }
 
 var yamlLine = regexp.MustCompile(`line (\d+):`)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"strings"
 
 	"github.com/caddy-audit/caddy-audit/internal/securefile"
@@ -20,15 +19,12 @@ const KeySize = 32
 // readable by others is refused: whoever holds the key can test guesses
 // against every token in the trail.
 func LoadOrCreateKey(path string) ([]byte, error) {
-	data, err := os.ReadFile(path)
+	data, err := securefile.Read(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return createKey(path)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading HMAC key: %w", err)
-	}
-	if info, err := os.Stat(path); err == nil && info.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("HMAC key %s is accessible by group or others (mode %v); chmod 600 it", path, info.Mode().Perm())
 	}
 	key, err := hex.DecodeString(strings.TrimSpace(string(data)))
 	if err != nil || len(key) < 16 {

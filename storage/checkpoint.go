@@ -11,8 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
-	"runtime"
 	"strconv"
 	"sync"
 	"time"
@@ -250,15 +248,12 @@ const checkpointKeyPEM = "PRIVATE KEY"
 // by group or others is refused: whoever holds it can sign a checkpoint for
 // a rewritten trail.
 func loadOrCreateCheckpointKey(path string) (ed25519.PrivateKey, error) {
-	data, err := os.ReadFile(path)
+	data, err := securefile.Read(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return createCheckpointKey(path)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading checkpoint key: %w", err)
-	}
-	if info, err := os.Stat(path); err == nil && runtime.GOOS != "windows" && info.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("checkpoint key %s is accessible by group or others (mode %v); chmod 600 it", path, info.Mode().Perm())
 	}
 	block, _ := pem.Decode(data)
 	if block == nil || block.Type != checkpointKeyPEM {

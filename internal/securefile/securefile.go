@@ -5,6 +5,8 @@ package securefile
 
 import (
 	"errors"
+	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -89,4 +91,24 @@ func syncDir(dir string) error {
 		err = cerr
 	}
 	return err
+}
+
+// Read reads a secret written by Create or Write. A file that group or
+// others can access is refused (whoever reads it holds the secret); the
+// mode is checked on the open file, so it is the file that was read. A
+// missing file is an error matching fs.ErrNotExist.
+func Read(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if runtime.GOOS != "windows" && info.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("%s is accessible by group or others (mode %v); chmod 600 it", path, info.Mode().Perm())
+	}
+	return io.ReadAll(f)
 }

@@ -44,3 +44,22 @@ func TestCreateAndWrite(t *testing.T) {
 		t.Fatal("the secret went through the symlink")
 	}
 }
+
+func TestRead(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "secret")
+	if _, err := Read(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("missing file: %v, want ErrNotExist", err)
+	}
+	if err := Create(path, []byte("s")); err != nil {
+		t.Fatal(err)
+	}
+	if data, err := Read(path); err != nil || string(data) != "s" {
+		t.Fatalf("Read = %q, %v", data, err)
+	}
+	if err := os.Chmod(path, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Read(path); err == nil {
+		t.Fatal("a group-readable secret was read")
+	}
+}
