@@ -438,6 +438,12 @@ func decodeEvent(val []byte, ev *Event) error {
 	if err != nil {
 		return err
 	}
+	return decodeEnvelope(&e, ev)
+}
+
+// decodeEnvelope is decodeEvent for an envelope already parsed.
+func decodeEnvelope(e *envelope, ev *Event) error {
+	*ev = Event{}
 	// Both parts decode into ev directly: their keys are Event's own JSON
 	// names, and they do not overlap.
 	if err := json.Unmarshal(e.chained, ev); err != nil {

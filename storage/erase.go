@@ -159,7 +159,12 @@ func (s *Store) eraseAlertSubject(user string, pseudonym func(field, value strin
 // subjectMatch reports whether val is a record of the subject not yet erased.
 func subjectMatch(val, needle []byte) bool {
 	e, err := parseEnvelope(val)
-	if err != nil || e.erased() {
+	return err == nil && e.subjectMatch(needle)
+}
+
+// subjectMatch is subjectMatch on an envelope already parsed.
+func (e *envelope) subjectMatch(needle []byte) bool {
+	if e.erased() {
 		return false
 	}
 	p := e.personal
@@ -179,13 +184,9 @@ func (s *Store) eraseEvents(seqs []uint64, needle []byte, pseudonym func(field, 
 		var rws []rewrite
 		var entries []erasureEntry
 		for _, seq := range seqs {
-			val := events.Get(u64(seq))
-			if !subjectMatch(val, needle) {
+			e, err := parseEnvelope(events.Get(u64(seq)))
+			if err != nil || !e.subjectMatch(needle) {
 				continue // changed since the scan
-			}
-			e, err := parseEnvelope(val)
-			if err != nil {
-				return err
 			}
 			rw := rewrite{env: envelope{
 				flags: e.flags | flagErased, seq: e.seq,
@@ -193,7 +194,7 @@ func (s *Store) eraseEvents(seqs []uint64, needle []byte, pseudonym func(field, 
 				// survive byte for byte.
 				commit: bytes.Clone(e.commit), chained: bytes.Clone(e.chained),
 			}}
-			if err := decodeEvent(val, &rw.old); err != nil {
+			if err := decodeEnvelope(&e, &rw.old); err != nil {
 				return fmt.Errorf("decoding event seq %d: %w", seq, err)
 			}
 			rw.new = pseudonymize(rw.old, pseudonym)
