@@ -3,7 +3,6 @@ package adminapi
 import (
 	"errors"
 	"fmt"
-	"mime"
 	"net/http"
 	"slices"
 	"strconv"
@@ -13,6 +12,25 @@ import (
 	"github.com/caddy-audit/caddy-audit/detectors"
 	"github.com/caddy-audit/caddy-audit/storage"
 )
+
+// alertRoutes are the alert workflow endpoints.
+func (a *api) alertRoutes() []route {
+	id := "/api/v1/alerts/{id}"
+	return []route{
+		{method: http.MethodGet, path: "/api/v1/alerts", perm: permAlertsRead, h: a.listAlerts,
+			summary: "List alerts, newest first, with cursor pagination", query: alertParams.docs(), resp: alertsPage{}},
+		{method: http.MethodGet, path: id, perm: permAlertsRead, h: a.getAlert,
+			summary: "Read one alert with its evidence and history", resp: storage.Alert{}},
+		{method: http.MethodPost, path: id + "/acknowledge", perm: permAlertsManage, h: a.transition(storage.StatusAcknowledged),
+			summary: "Acknowledge an alert (someone is looking at it)", body: commentBody{}, resp: storage.Alert{}},
+		{method: http.MethodPost, path: id + "/resolve", perm: permAlertsManage, h: a.transition(storage.StatusResolved),
+			summary: "Resolve an alert", body: commentBody{}, resp: storage.Alert{}},
+		{method: http.MethodPost, path: id + "/false_positive", perm: permAlertsManage, h: a.transition(storage.StatusFalsePositive),
+			summary: "Mark an alert a false positive", body: commentBody{}, resp: storage.Alert{}},
+		{method: http.MethodPost, path: id + "/comments", perm: permAlertsManage, h: a.comment,
+			summary: "Comment on an alert", body: commentBody{}, resp: storage.Alert{}},
+	}
+}
 
 // alertsPage is the body of GET /api/v1/alerts.
 type alertsPage struct {
@@ -40,33 +58,42 @@ func oneOf(allowed []string) func(string) error {
 	}
 }
 
-// alertParams parses each accepted query parameter into q.
-var alertParams = map[string]func(q *alertsQuery, v string) error{
-	"detector": func(q *alertsQuery, v string) error {
-		q.filter.Detector = v
-		return oneOf(detectors.Detectors)(v)
-	},
-	"severity": func(q *alertsQuery, v string) error {
-		q.filter.Severity = v
-		return oneOf(storage.Severities)(v)
-	},
-	"status": func(q *alertsQuery, v string) error {
-		q.filter.Status = v
-		return oneOf(alertStatuses)(v)
-	},
-	"workspace": func(q *alertsQuery, v string) error { q.filter.Workspace = v; return nil },
-	"subject":   func(q *alertsQuery, v string) error { q.filter.SubjectValue = v; return nil },
-	"from":      func(q *alertsQuery, v string) (err error) { q.filter.From, err = parseTime(v); return err },
-	"to":        func(q *alertsQuery, v string) (err error) { q.filter.To, err = parseTime(v); return err },
-	"cursor":    func(q *alertsQuery, v string) error { q.cursor = v; return nil },
-	"limit": func(q *alertsQuery, v string) error {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > storage.MaxPageSize {
-			return fmt.Errorf("expects a number of alerts between 1 and %d", storage.MaxPageSize)
-		}
-		q.limit = n
-		return nil
-	},
+// alertParams are the filters of GET /api/v1/alerts.
+var alertParams = params[alertsQuery]{
+	"detector": {doc: "One of " + strings.Join(detectors.Detectors, ", ") + ".",
+		parse: func(q *alertsQuery, v string) error {
+			q.filter.Detector = v
+			return oneOf(detectors.Detectors)(v)
+		}},
+	"severity": {doc: "One of " + strings.Join(storage.Severities, ", ") + ".",
+		parse: func(q *alertsQuery, v string) error {
+			q.filter.Severity = v
+			return oneOf(storage.Severities)(v)
+		}},
+	"status": {doc: "One of " + strings.Join(alertStatuses, ", ") + ".",
+		parse: func(q *alertsQuery, v string) error {
+			q.filter.Status = v
+			return oneOf(alertStatuses)(v)
+		}},
+	"workspace": {doc: "Alerts of this workspace.",
+		parse: func(q *alertsQuery, v string) error { q.filter.Workspace = v; return nil }},
+	"subject": {doc: "Alerts about this subject (user, IP or API key).",
+		parse: func(q *alertsQuery, v string) error { q.filter.SubjectValue = v; return nil }},
+	"from": {doc: "Alerts last seen at or after this time (RFC 3339).", format: "date-time",
+		parse: func(q *alertsQuery, v string) (err error) { q.filter.From, err = parseTime(v); return err }},
+	"to": {doc: "Alerts first seen before this time (RFC 3339).", format: "date-time",
+		parse: func(q *alertsQuery, v string) (err error) { q.filter.To, err = parseTime(v); return err }},
+	"cursor": {doc: "next_cursor of the previous page, unchanged.",
+		parse: func(q *alertsQuery, v string) error { q.cursor = v; return nil }},
+	"limit": {doc: fmt.Sprintf("Page size, 1-%d (default %d).", storage.MaxPageSize, defaultPageSize), typ: "integer",
+		parse: func(q *alertsQuery, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > storage.MaxPageSize {
+				return fmt.Errorf("expects a number of alerts between 1 and %d", storage.MaxPageSize)
+			}
+			q.limit = n
+			return nil
+		}},
 }
 
 // parseAlertsQuery parses a raw query string, as strictly as the events
@@ -145,7 +172,7 @@ func alertFilterDetails(f storage.AlertFilter) map[string]any {
 func (a *api) loadAlert(w http.ResponseWriter, r *http.Request, key storage.APIKey, action string) (storage.Alert, bool) {
 	id := r.PathValue("id")
 	al, err := a.store.GetAlert(id)
-	if err == nil && key.Workspace != "" && al.Workspace != key.Workspace {
+	if err == nil && !inScope(r, al.Workspace) {
 		err = storage.ErrNotFound
 	}
 	switch {
@@ -183,10 +210,8 @@ const maxCommentBody = 16 << 10
 // readComment parses the optional {"comment": "..."} body. An empty body
 // is no comment.
 func readComment(w http.ResponseWriter, r *http.Request) (string, error) {
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
-			return "", errors.New("the body must be JSON (Content-Type: application/json)")
-		}
+	if err := checkJSONContentType(r); err != nil {
+		return "", err
 	}
 	var b commentBody
 	if tooLarge, err := decodeOptionalJSON(w, r, maxCommentBody, &b); tooLarge {

@@ -1,6 +1,7 @@
 package adminapi
 
 import (
+	"context"
 	"net"
 	"net/http"
 	"strconv"
@@ -14,6 +15,9 @@ import (
 // full queue loses the event, but the writer counts the drop and records
 // the gap, so the response is not held back for it.
 func (a *api) record(r *http.Request, key storage.APIKey, action string, status int, details map[string]any) {
+	if st, ok := r.Context().Value(auditStateKey{}).(*auditState); ok {
+		st.recorded = true
+	}
 	if a.recorder == nil {
 		return
 	}
@@ -55,4 +59,59 @@ func splitRemote(addr string) (string, int) {
 	}
 	p, _ := strconv.Atoi(port)
 	return host, p
+}
+
+// auditStateKey carries an *auditState in a request's context.
+type auditStateKey struct{}
+
+// auditState notes whether a handler recorded the call itself.
+type auditState struct{ recorded bool }
+
+// audited makes sure every authenticated call leaves an event. Handlers
+// record their own, with the details that matter (filters, rows,
+// hashes); a path they do not record (a malformed parameter, a body too
+// large) is recorded here with its route and status, so the trail shows
+// refused calls too.
+func (a *api) audited(rt route, next http.Handler) http.Handler {
+	name := rt.method + " " + rt.path
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		st := &auditState{}
+		sw := &statusWriter{ResponseWriter: w}
+		r = r.WithContext(context.WithValue(r.Context(), auditStateKey{}, st))
+		next.ServeHTTP(sw, r)
+		if !st.recorded {
+			key, _ := principalFrom(r.Context())
+			a.record(r, key, "api.call", sw.status(), map[string]any{"route": name})
+		}
+	})
+}
+
+// statusWriter remembers the status a handler sent. Unwrap keeps
+// http.NewResponseController (flushes of streamed exports) working.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *statusWriter) status() int {
+	if w.code == 0 {
+		return http.StatusOK
+	}
+	return w.code
 }

@@ -182,6 +182,26 @@ func hasPermission(role, perm string) bool {
 	return slices.Contains(builtinRoles[role], perm)
 }
 
+// inScope reports whether the caller of r may see records of workspace
+// ws. Single-record endpoints use it (and answer 404 when it says no, so
+// the answer does not confirm the id exists); filters use scopeFilter.
+func inScope(r *http.Request, ws string) bool {
+	key, ok := principalFrom(r.Context())
+	return ok && (key.Workspace == "" || key.Workspace == ws)
+}
+
+// requireGlobal refuses (and records) a call from a workspace-scoped
+// principal to an endpoint whose answer spans every workspace; why says
+// what the answer would reveal. It reports whether the call may go on.
+func (a *api) requireGlobal(w http.ResponseWriter, r *http.Request, why string) bool {
+	key, _ := principalFrom(r.Context())
+	if key.Workspace == "" {
+		return true
+	}
+	a.forbidden(w, r, key, fmt.Sprintf("this API key is scoped to workspace %q; %s", key.Workspace, why))
+	return false
+}
+
 // touchLimiter remembers when each key's last use was last written.
 type touchLimiter struct {
 	mu   sync.Mutex

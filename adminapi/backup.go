@@ -1,17 +1,21 @@
 package adminapi
 
 import (
-	"fmt"
 	"net/http"
 )
+
+// backupRoutes is the backup download.
+func (a *api) backupRoutes() []route {
+	return []route{{method: http.MethodGet, path: "/api/v1/backup", perm: permBackupRead, h: a.backup,
+		summary: "Download a consistent copy of the whole database", resp: "application/octet-stream"}}
+}
 
 // backup serves GET /api/v1/backup: a consistent copy of the whole
 // database, streamed while writes continue. The copy holds every
 // workspace, so a workspace-scoped key never gets it, whatever its role.
 func (a *api) backup(w http.ResponseWriter, r *http.Request) {
 	key, _ := principalFrom(r.Context())
-	if key.Workspace != "" {
-		a.forbidden(w, r, key, fmt.Sprintf("this API key is scoped to workspace %q; a backup holds every workspace", key.Workspace))
+	if !a.requireGlobal(w, r, "a backup holds every workspace") {
 		return
 	}
 	now := a.now().UTC()

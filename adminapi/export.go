@@ -2,10 +2,17 @@ package adminapi
 
 import (
 	"net/http"
+	"slices"
 	"strconv"
 
 	"github.com/caddy-audit/caddy-audit/storage"
 )
+
+// exportParams documents the export's filters: the search's, without
+// paging.
+func exportParams() []paramDoc {
+	return slices.DeleteFunc(eventParams.docs(), func(p paramDoc) bool { return p.name == "limit" || p.name == "cursor" })
+}
 
 // exportEvents serves GET /api/v1/events/export: NDJSON, streamed with
 // flat memory. Without filters it is the full, verifiable export that

@@ -79,13 +79,37 @@ type api struct {
 	mux           *http.ServeMux
 }
 
-// route is one method+path the API answers.
+// route is one method+path the API answers, with what the OpenAPI
+// document says about it: the route table is the single source of both,
+// so the document cannot drift from the handlers.
 type route struct {
 	method, path string
 	// perm is the permission the route needs; "" means no key at all
 	// (health and metrics).
 	perm string
 	h    http.HandlerFunc
+	// summary is the operation's one-line description.
+	summary string
+	// query documents the accepted query parameters; nil means none.
+	query []paramDoc
+	// body is a value of the JSON request body's type, or a string naming
+	// the content type of a body that is not JSON; nil means none.
+	body any
+	// resp is a value of the JSON response body's type, or a string naming
+	// the content type of a response that is not JSON.
+	resp any
+}
+
+// routes is every route of the API. Each area lists its own, in its file.
+func (a *api) routes() []route {
+	return slices.Concat(
+		[]route{{method: http.MethodGet, path: "/healthz", h: healthz, summary: "Liveness check (no API key needed)", resp: map[string]string{}}},
+		a.eventRoutes(),
+		a.alertRoutes(),
+		a.integrityRoutes(),
+		a.backupRoutes(),
+		a.importRoutes(),
+	)
 }
 
 // New builds the admin API over cfg.Store.
@@ -113,23 +137,9 @@ func New(cfg Config) (http.Handler, error) {
 		a.now = time.Now
 	}
 
-	routes := []route{
-		{http.MethodGet, "/healthz", "", healthz},
-		{http.MethodGet, "/api/v1/events", permEventsRead, a.searchEvents},
-		{http.MethodGet, "/api/v1/events/export", permEventsExport, a.exportEvents},
-		{http.MethodGet, "/api/v1/backup", permBackupRead, a.backup},
-		{http.MethodGet, "/api/v1/integrity/checkpoint", permIntegrityVerify, a.latestCheckpoint},
-		{http.MethodPost, "/api/v1/integrity/verify", permIntegrityVerify, a.verify},
-		{http.MethodGet, "/api/v1/alerts", permAlertsRead, a.listAlerts},
-		{http.MethodGet, "/api/v1/alerts/{id}", permAlertsRead, a.getAlert},
-		{http.MethodPost, "/api/v1/alerts/{id}/acknowledge", permAlertsManage, a.transition(storage.StatusAcknowledged)},
-		{http.MethodPost, "/api/v1/alerts/{id}/resolve", permAlertsManage, a.transition(storage.StatusResolved)},
-		{http.MethodPost, "/api/v1/alerts/{id}/false_positive", permAlertsManage, a.transition(storage.StatusFalsePositive)},
-		{http.MethodPost, "/api/v1/alerts/{id}/comments", permAlertsManage, a.comment},
-		{http.MethodPost, "/api/v1/import", permEventsImport, a.importLog},
-	}
+	routes := a.routes()
 	if cfg.Metrics != nil {
-		routes = append(routes, route{http.MethodGet, "/metrics", "", cfg.Metrics.ServeHTTP})
+		routes = append(routes, route{method: http.MethodGet, path: "/metrics", h: cfg.Metrics.ServeHTTP, summary: "Prometheus metrics (no API key needed)", resp: "text/plain"})
 	}
 
 	// The stdlib mux answers 404 and 405 in text/plain; a method-less
@@ -139,7 +149,7 @@ func New(cfg Config) (http.Handler, error) {
 	for _, rt := range routes {
 		var h http.Handler = rt.h
 		if rt.perm != "" {
-			h = a.authenticate(a.require(rt.perm, rt.h))
+			h = a.authenticate(a.audited(rt, a.require(rt.perm, rt.h)))
 		}
 		a.mux.Handle(rt.method+" "+rt.path, h)
 		allowed[rt.path] = append(allowed[rt.path], rt.method)

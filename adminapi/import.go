@@ -18,6 +18,18 @@ const importBatch = 2000
 // put in order (Caddy logs by completion time, so long requests land late).
 const importSlack = 5 * time.Minute
 
+// importRoutes is the access-log backfill.
+func (a *api) importRoutes() []route {
+	return []route{{method: http.MethodPost, path: "/api/v1/import", perm: permEventsImport, h: a.importLog,
+		summary: "Backfill an access log (Caddy JSON, Common or Combined) and replay it through the detectors",
+		query: []paramDoc{
+			{name: "source", doc: "Name of the imported file; a second import under one name is refused."},
+			{name: "format", doc: "auto (default), caddy, common or combined."},
+			{name: "workspace_header", doc: "Request header (in Caddy JSON logs) naming the workspace."},
+		},
+		body: "text/plain", resp: importResult{}}}
+}
+
 // importResult is the body of POST /api/v1/import.
 type importResult struct {
 	Source     string   `json:"source"`
@@ -41,10 +53,7 @@ type importResult struct {
 // past these times, and a replay must not disturb it.
 func (a *api) importLog(w http.ResponseWriter, r *http.Request) {
 	key, _ := principalFrom(r.Context())
-	if key.Workspace != "" {
-		// A log names any workspace it likes; a scoped key may not write
-		// into others.
-		a.forbidden(w, r, key, fmt.Sprintf("this API key is scoped to workspace %q; importing needs an unscoped key", key.Workspace))
+	if !a.requireGlobal(w, r, "an imported log names any workspace it likes, so importing needs an unscoped key") {
 		return
 	}
 	if a.redactor == nil {

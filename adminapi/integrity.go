@@ -8,6 +8,16 @@ import (
 	"github.com/caddy-audit/caddy-audit/storage"
 )
 
+// integrityRoutes are the tamper-evidence endpoints.
+func (a *api) integrityRoutes() []route {
+	return []route{
+		{method: http.MethodGet, path: "/api/v1/integrity/checkpoint", perm: permIntegrityVerify, h: a.latestCheckpoint,
+			summary: "The latest signed checkpoint of the hash chain, to keep off the host", resp: checkpointBody{}},
+		{method: http.MethodPost, path: "/api/v1/integrity/verify", perm: permIntegrityVerify, h: a.verify,
+			summary: "Verify the whole hash chain, optionally against a checkpoint kept off the host", body: verifyRequest{}, resp: storage.VerifyReport{}},
+	}
+}
+
 // checkpointBody is GET /api/v1/integrity/checkpoint.
 type checkpointBody struct {
 	Checkpoint *storage.Checkpoint `json:"checkpoint"`
@@ -44,6 +54,13 @@ func (a *api) latestCheckpoint(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, body)
 }
 
+// verifyRequest is the optional body of POST /api/v1/integrity/verify.
+type verifyRequest struct {
+	// Checkpoint is one kept off the host; without it the store's latest
+	// is used, which cannot reveal a rollback.
+	Checkpoint *storage.Checkpoint `json:"checkpoint"`
+}
+
 // maxCheckpointBody bounds a posted checkpoint (a few hundred bytes).
 const maxCheckpointBody = 64 << 10
 
@@ -54,15 +71,10 @@ const maxCheckpointBody = 64 << 10
 // failure to read is an error.
 func (a *api) verify(w http.ResponseWriter, r *http.Request) {
 	key, _ := principalFrom(r.Context())
-	if key.Workspace != "" {
-		// The chain spans every workspace; its report would reveal their
-		// event counts.
-		a.forbidden(w, r, key, "this API key is scoped to a workspace; the integrity chain spans all of them")
+	if !a.requireGlobal(w, r, "the integrity chain spans every workspace and its report would reveal their event counts") {
 		return
 	}
-	var req struct {
-		Checkpoint *storage.Checkpoint `json:"checkpoint"`
-	}
+	var req verifyRequest
 	if tooLarge, err := decodeOptionalJSON(w, r, maxCheckpointBody, &req); tooLarge {
 		writeProblem(w, r, http.StatusRequestEntityTooLarge, err.Error()+"; it holds one checkpoint")
 		return

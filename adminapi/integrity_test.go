@@ -100,7 +100,7 @@ func TestVerifyEndpoint(t *testing.T) {
 	if n != 3 {
 		t.Errorf("OnVerify told %d times, want 3", n)
 	}
-	wantProblem(t, e.send(http.MethodPost, "/api/v1/integrity/verify", e.key("admin", "acme", nil), ""), http.StatusForbidden, "spans all")
+	wantProblem(t, e.send(http.MethodPost, "/api/v1/integrity/verify", e.key("admin", "acme", nil), ""), http.StatusForbidden, "spans every workspace")
 	if got := e.rec.recorded(); got[len(got)-1].Action != "auth.forbidden" || got[len(got)-2].Action != "integrity.verify" {
 		t.Errorf("verification not audited")
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 
 	"github.com/caddy-audit/caddy-audit/storage"
@@ -72,18 +73,70 @@ func (a *api) storeError(w http.ResponseWriter, r *http.Request, doing string, e
 // refusing unknown fields so a typo is an error rather than ignored. An
 // empty body leaves v as it is. tooLarge says the body was over max.
 func decodeOptionalJSON(w http.ResponseWriter, r *http.Request, max int64, v any) (tooLarge bool, err error) {
+	_, tooLarge, err = decodeJSON(w, r, max, v)
+	return tooLarge, err
+}
+
+// decodeJSON is decodeOptionalJSON that also reports whether there was a
+// body at all.
+func decodeJSON(w http.ResponseWriter, r *http.Request, max int64, v any) (present, tooLarge bool, err error) {
 	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return true, fmt.Errorf("the body is larger than %d bytes", max)
+			return true, true, fmt.Errorf("the body is larger than %d bytes", max)
 		}
-		return false, fmt.Errorf("reading the request body: %v", err)
+		return true, false, fmt.Errorf("reading the request body: %v", err)
 	}
 	if len(bytes.TrimSpace(raw)) == 0 {
-		return false, nil
+		return false, false, nil
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
-	return false, dec.Decode(v)
+	if err := dec.Decode(v); err != nil {
+		return true, false, err
+	}
+	if dec.More() {
+		return true, false, errors.New("unexpected data after the JSON value")
+	}
+	return true, false, nil
+}
+
+// checkJSONContentType refuses a body declared as anything but JSON. A
+// missing Content-Type is accepted, as curl -d sends a form type only
+// when told to.
+func checkJSONContentType(r *http.Request) error {
+	ct := r.Header.Get("Content-Type")
+	if ct == "" {
+		return nil
+	}
+	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+		return errors.New("the body must be JSON (Content-Type: application/json)")
+	}
+	return nil
+}
+
+// readJSON decodes the JSON body of r (at most max bytes, unknown fields
+// refused) into v, or answers the problem itself: 415 for a body that is
+// not JSON, 413 for one over max, 400 for malformed JSON or, when
+// required, a missing body. It reports whether the handler may go on;
+// what names the body in messages ("the key to create").
+func readJSON(w http.ResponseWriter, r *http.Request, max int64, v any, required bool, what string) bool {
+	if err := checkJSONContentType(r); err != nil {
+		writeProblem(w, r, http.StatusUnsupportedMediaType, err.Error())
+		return false
+	}
+	present, tooLarge, err := decodeJSON(w, r, max, v)
+	switch {
+	case tooLarge:
+		writeProblem(w, r, http.StatusRequestEntityTooLarge, err.Error())
+		return false
+	case err != nil:
+		writeProblem(w, r, http.StatusBadRequest, fmt.Sprintf("the body (%s) is not valid: %v", what, err))
+		return false
+	case !present && required:
+		writeProblem(w, r, http.StatusBadRequest, fmt.Sprintf("a JSON body is required: %s", what))
+		return false
+	}
+	return true
 }
