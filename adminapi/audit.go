@@ -37,8 +37,12 @@ func (a *api) record(r *http.Request, key storage.APIKey, action string, status 
 		Status:    status,
 		Outcome:   storage.Outcome(status),
 		UserAgent: policy.Clean(r.UserAgent()),
-		Workspace: key.Workspace,
+		Workspace: storage.AuditWorkspace,
 		Details:   details,
+	}
+	if key.Workspace != "" {
+		// The principal's own scope, for "what did acme's key do".
+		ev.SetDetail("principal_workspace", key.Workspace)
 	}
 	if key.ID != "" {
 		ev.User, ev.UserSource, ev.UserVerified = key.ID, "api_key", true

@@ -250,10 +250,10 @@ func TestEventsWorkspaceScope(t *testing.T) {
 		t.Errorf("403 leaks events: %s", w.Body)
 	}
 	ev := e.rec.recorded()
-	if len(ev) != 3 || ev[0].Workspace != "acme" {
-		t.Fatalf("recorded %d events, want 2 searches and 1 refusal in workspace acme", len(ev))
+	if len(ev) != 3 || ev[0].Workspace != storage.AuditWorkspace || ev[0].Details["principal_workspace"] != "acme" {
+		t.Fatalf("recorded %d events, want 2 searches and 1 refusal in the audit workspace by acme's key", len(ev))
 	}
-	if denied := ev[2]; denied.Action != "auth.forbidden" || denied.Status != http.StatusForbidden || denied.Outcome != "failure" || denied.Workspace != "acme" {
+	if denied := ev[2]; denied.Action != "auth.forbidden" || denied.Status != http.StatusForbidden || denied.Outcome != "failure" || denied.Details["principal_workspace"] != "acme" {
 		t.Errorf("refusal recorded as %+v", denied)
 	}
 }
@@ -286,7 +286,7 @@ func TestEventsRecordsAuditEvent(t *testing.T) {
 		{"user", ev.User, keyID},
 		{"user_source", ev.UserSource, "api_key"},
 		{"user_verified", ev.UserVerified, true},
-		{"workspace", ev.Workspace, ""},
+		{"workspace", ev.Workspace, storage.AuditWorkspace},
 		{"client_ip", ev.ClientIP, "198.51.100.7"},
 		{"client_port", ev.ClientPort, 54321},
 		{"method", ev.Method, http.MethodGet},

@@ -192,6 +192,10 @@ func TestHandlerIdentitySources(t *testing.T) {
 			func(r *http.Request) { r.SetBasicAuth("dave", "pw") }, "", "dave", "", false, sourceBasicAuth, ""},
 		{"default placeholder", Handler{Workspace: &IdentitySource{Source: sourceHost}},
 			func(r *http.Request) {}, "erin", "erin", "tenant.example", true, sourcePlaceholder, ""},
+		{"placeholder nobody set", Handler{}, func(r *http.Request) {}, "", "", "", false, "", ""},
+		// A client must not write into the admin API's own workspace.
+		{"reserved workspace refused", Handler{Workspace: &IdentitySource{Source: sourceHeader, Name: "X-Workspace-ID"}},
+			func(r *http.Request) { r.Header.Set("X-Workspace-ID", storage.AuditWorkspace) }, "", "", "", false, "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -211,6 +215,9 @@ func TestHandlerIdentitySources(t *testing.T) {
 			ev := httpEvents(t, h, 1)[0]
 			if ev.User != tt.user || ev.Workspace != tt.ws || ev.UserVerified != tt.verified || ev.UserSource != tt.wantUserSrc {
 				t.Fatalf("user %q (%s, verified %v), workspace %q", ev.User, ev.UserSource, ev.UserVerified, ev.Workspace)
+			}
+			if claimed, _ := ev.Details["reserved_workspace_claimed"].(string); claimed != "" && claimed != storage.AuditWorkspace {
+				t.Errorf("claimed workspace kept as %q", claimed)
 			}
 		})
 	}

@@ -103,13 +103,16 @@ func (s *IdentitySource) resolve(r *http.Request, repl *caddy.Replacer, claims f
 		}
 		// basic_auth (the Caddy handler) sets the user id only after the
 		// password checked out.
-		authed := repl != nil && repl.ReplaceKnown("{http.auth.user.id}", "") == user
+		authed := repl != nil && repl.ReplaceAll("{http.auth.user.id}", "") == user
 		return identity{value: user, source: sourceBasicAuth, verified: authed}
 	case sourcePlaceholder:
 		if repl == nil {
 			return identity{}
 		}
-		v := repl.ReplaceKnown(s.Name, "")
+		// ReplaceAll, not ReplaceKnown: a placeholder nobody set (no
+		// authentication handler ran) must read as no user, not as its
+		// own literal text.
+		v := repl.ReplaceAll(s.Name, "")
 		// Caddy's authentication handlers are the ones that set
 		// http.auth.*; anything else is as trustworthy as its input.
 		return identity{value: v, source: sourcePlaceholder, verified: v != "" && strings.HasPrefix(s.Name, "{http.auth.")}

@@ -122,3 +122,11 @@ func (ev *Event) Imported() bool {
 	_, ok := ev.Details[DetailImportedFrom]
 	return ok
 }
+
+// SetDetail sets one entry of Details, creating the map on first use.
+func (e *Event) SetDetail(k string, v any) {
+	if e.Details == nil {
+		e.Details = make(map[string]any, 1)
+	}
+	e.Details[k] = v
+}

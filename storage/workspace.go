@@ -3,12 +3,23 @@ package storage
 import (
 	"encoding/json"
 	"errors"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
 
 var bucketWorkspaces = []byte("workspaces")
+
+// AuditWorkspace is the reserved workspace of the admin API's own events:
+// who read, exported or changed what. Keeping them apart means a tenant's
+// principal, scoped to its workspace, never sees how others use the API.
+const AuditWorkspace = "_audit"
+
+// ReservedWorkspace reports whether ws is a name the sidecar keeps for
+// itself (a leading underscore). Traffic never gets one: a client could
+// otherwise write into the audit workspace by sending a header.
+func ReservedWorkspace(ws string) bool { return strings.HasPrefix(ws, "_") }
 
 // Workspace holds the settings of one tenant. Events name their workspace
 // whether or not a record exists; the record only carries settings that
