@@ -30,6 +30,9 @@ type checkpointBody struct {
 // signed checkpoint, to copy off the host.
 func (a *api) latestCheckpoint(w http.ResponseWriter, r *http.Request) {
 	key, _ := principalFrom(r.Context())
+	if !a.requireGlobal(w, r, "a checkpoint counts the events of every workspace") {
+		return
+	}
 	pub, err := a.store.CheckpointPublicKey()
 	if errors.Is(err, storage.ErrCheckpointsDisabled) {
 		writeProblem(w, r, http.StatusNotFound, err.Error())
