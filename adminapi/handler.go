@@ -155,14 +155,14 @@ func New(cfg Config) (http.Handler, error) {
 		onVerify: cfg.OnVerify,
 
 		onAlertClosed: cfg.OnAlertClosed,
-
-		onWorkspaceChanged: cfg.OnWorkspaceChanged,
-		sweep:              cfg.Sweep,
-		detectorStatus:     cfg.DetectorStatus,
 		redactor:      cfg.Redactor,
 		detectors:     cfg.Detectors.WithDefaults(),
 		touches:       touchLimiter{last: make(map[string]time.Time)},
 		mux:           http.NewServeMux(),
+
+		onWorkspaceChanged: cfg.OnWorkspaceChanged,
+		sweep:              cfg.Sweep,
+		detectorStatus:     cfg.DetectorStatus,
 	}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
