@@ -251,7 +251,7 @@ type (
 	schemaBase struct {
 		Shared  string `json:"shared"`
 		Shadow  int    `json:"shadow"`
-		private int
+		private int    // unexported: not in the schema
 	}
 	schemaNode struct {
 		schemaBase
@@ -272,6 +272,7 @@ type (
 )
 
 func TestSchemaReflection(t *testing.T) {
+	_ = schemaBase{private: 1}
 	g := newSchemaGen()
 	g.collect(reflect.TypeFor[schemaNode]())
 	g.assignNames()
