@@ -2,11 +2,13 @@
 // that the Caddy module mounts on a listener of its own, so operators reach
 // it and proxied clients never do.
 //
-// It serves GET /healthz and GET /metrics without authentication (load
-// balancers and Prometheus cannot hold secrets well), and everything under
-// /api/v1 behind bearer API keys: event search and export, backup,
-// integrity, and the alert workflow (list, read, acknowledge, resolve,
-// mark a false positive, comment). Errors are RFC 9457 problem details.
+// It serves GET /healthz, GET /metrics and the OpenAPI 3.1 document (GET
+// /api/v1/openapi.json) without authentication (load balancers and
+// Prometheus cannot hold secrets well, and clients read the document
+// first), and everything else under /api/v1 behind bearer API keys: event
+// search and export, backup, integrity, the alert workflow (list, read,
+// acknowledge, resolve, mark a false positive, comment), workspaces and
+// detectors. Errors are RFC 9457 problem details.
 // Every read through the API is itself recorded as an audit event.
 package adminapi
 

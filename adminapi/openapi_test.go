@@ -3,6 +3,7 @@ package adminapi
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"reflect"
 	"regexp"
@@ -307,21 +308,11 @@ func TestSchemaReflection(t *testing.T) {
 		}
 	}
 	if len(props) != len(tests) {
-		t.Errorf("properties %v, want exactly %d", slices.Sorted(mapsKeys(props)), len(tests))
+		t.Errorf("properties %v, want exactly %d", slices.Sorted(maps.Keys(props)), len(tests))
 	}
 	required, _ := json.Marshal(node["required"])
 	if want := `["Untagged","anything","children","count","dur","labels","maybe","raw","shadow","shared","when"]`; string(required) != want {
 		t.Errorf("required = %s, want %s", required, want)
-	}
-}
-
-func mapsKeys(m map[string]any) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
 	}
 }
 

@@ -77,23 +77,14 @@ func (w Workspace) check() error {
 }
 
 // PutWorkspace creates or replaces a workspace record.
-func (s *Store) PutWorkspace(w Workspace) error {
-	if err := w.check(); err != nil {
-		return err
-	}
-	val, err := json.Marshal(w)
-	if err != nil {
-		return err
-	}
-	return s.update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketWorkspaces).Put([]byte(w.ID), val)
-	})
-}
+func (s *Store) PutWorkspace(w Workspace) error { return s.putWorkspace(w, false) }
 
 // CreateWorkspace stores a new workspace record, or returns ErrExists if
 // one with the same id is stored (checked in the same transaction, so two
 // concurrent creations cannot both succeed).
-func (s *Store) CreateWorkspace(w Workspace) error {
+func (s *Store) CreateWorkspace(w Workspace) error { return s.putWorkspace(w, true) }
+
+func (s *Store) putWorkspace(w Workspace, mustBeNew bool) error {
 	if err := w.check(); err != nil {
 		return err
 	}
@@ -103,7 +94,7 @@ func (s *Store) CreateWorkspace(w Workspace) error {
 	}
 	return s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketWorkspaces)
-		if b.Get([]byte(w.ID)) != nil {
+		if mustBeNew && b.Get([]byte(w.ID)) != nil {
 			return fmt.Errorf("workspace %q: %w", w.ID, ErrExists)
 		}
 		return b.Put([]byte(w.ID), val)
