@@ -28,7 +28,7 @@ func (a *api) alertRoutes() []route {
 		{method: http.MethodPost, path: id + "/false_positive", perm: permAlertsManage, h: a.transition(storage.StatusFalsePositive),
 			summary: "Mark an alert a false positive", body: commentBody{}, resp: storage.Alert{}},
 		{method: http.MethodPost, path: id + "/comments", perm: permAlertsManage, h: a.comment,
-			summary: "Comment on an alert", body: commentBody{}, resp: storage.Alert{}},
+			summary: "Comment on an alert", body: commentBody{}, resp: storage.Alert{}, created: true},
 	}
 }
 

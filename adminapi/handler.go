@@ -2,16 +2,20 @@
 // that the Caddy module mounts on a listener of its own, so operators reach
 // it and proxied clients never do.
 //
-// It serves GET /healthz and GET /metrics without authentication (load
-// balancers and Prometheus cannot hold secrets well), and everything under
-// /api/v1 behind bearer API keys: event search and export, backup,
-// integrity, and the alert workflow (list, read, acknowledge, resolve,
-// mark a false positive, comment). Errors are RFC 9457 problem details.
+// It serves GET /healthz, GET /metrics and the OpenAPI 3.1 document (GET
+// /api/v1/openapi.json) without authentication (load balancers and
+// Prometheus cannot hold secrets well, and clients read the document
+// first), and everything else under /api/v1 behind bearer API keys: event
+// search and export, backup, integrity, the alert workflow (list, read,
+// acknowledge, resolve, mark a false positive, comment), workspaces and
+// detectors. Errors are RFC 9457 problem details.
 // Every read through the API is itself recorded as an audit event.
 package adminapi
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -51,6 +55,18 @@ type Config struct {
 	// Detectors configures the engine that replays imported logs; the zero
 	// value means the defaults.
 	Detectors detectors.Config
+	// OnWorkspaceChanged is told every workspace record the API creates or
+	// changes, so the detector worker applies its business hours. It must
+	// not block. Nil means nobody listens.
+	OnWorkspaceChanged func(storage.Workspace)
+	// Sweep runs a detector sweep now and says what it did (POST
+	// /api/v1/detectors/sweep). It returns ErrDetectorsUnavailable when the
+	// worker is not running. Nil answers 503.
+	Sweep func(context.Context) (SweepResult, error)
+	// DetectorStatus reports the running detector worker's effective
+	// configuration and progress (GET /api/v1/detectors). Nil reports the
+	// Detectors config and the detectors as not running.
+	DetectorStatus func() DetectorRuntime
 	// Now is the clock for key expiry and event times; tests replace it.
 	// Nil means time.Now.
 	Now func() time.Time
@@ -77,6 +93,12 @@ type api struct {
 	redactor      *policy.Redactor
 	detectors     detectors.Config
 	mux           *http.ServeMux
+
+	onWorkspaceChanged func(storage.Workspace)
+	sweep              func(context.Context) (SweepResult, error)
+	detectorStatus     func() DetectorRuntime
+	// openapi is the OpenAPI document, built once in New.
+	openapi []byte
 }
 
 // route is one method+path the API answers, with what the OpenAPI
@@ -98,6 +120,13 @@ type route struct {
 	// resp is a value of the JSON response body's type, or a string naming
 	// the content type of a response that is not JSON.
 	resp any
+	// created says the route answers 201 Created, not 200.
+	created bool
+	// problems are error statuses the route may answer beyond the ones
+	// the document infers (401, 403, 500 and 503 with a key; 400 with
+	// query parameters or a body; 413 and 415 with a body; 404 with path
+	// parameters), such as 409 for a conflict.
+	problems []int
 }
 
 // routes is every route of the API. Each area lists its own, in its file.
@@ -109,6 +138,9 @@ func (a *api) routes() []route {
 		a.integrityRoutes(),
 		a.backupRoutes(),
 		a.importRoutes(),
+		a.workspaceRoutes(),
+		a.detectorRoutes(),
+		a.openapiRoutes(),
 	)
 }
 
@@ -129,6 +161,10 @@ func New(cfg Config) (http.Handler, error) {
 		detectors:     cfg.Detectors.WithDefaults(),
 		touches:       touchLimiter{last: make(map[string]time.Time)},
 		mux:           http.NewServeMux(),
+
+		onWorkspaceChanged: cfg.OnWorkspaceChanged,
+		sweep:              cfg.Sweep,
+		detectorStatus:     cfg.DetectorStatus,
 	}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
@@ -141,6 +177,11 @@ func New(cfg Config) (http.Handler, error) {
 	if cfg.Metrics != nil {
 		routes = append(routes, route{method: http.MethodGet, path: "/metrics", h: cfg.Metrics.ServeHTTP, summary: "Prometheus metrics (no API key needed)", resp: "text/plain"})
 	}
+	doc, err := buildOpenAPI(routes)
+	if err != nil {
+		return nil, fmt.Errorf("adminapi: building the OpenAPI document: %w", err)
+	}
+	a.openapi = doc
 
 	// The stdlib mux answers 404 and 405 in text/plain; a method-less
 	// pattern per path (less specific than "GET /path", so it only sees the

@@ -68,22 +68,34 @@ func (h *AdminHandler) ready() (http.Handler, error) {
 			h.apiErr = err
 			return
 		}
-		h.api, h.apiErr = adminapi.New(adminapi.Config{
-			Store:    p.store,
-			Recorder: p.writer,
-			Metrics:  h.metrics,
-			Logger:   h.logger,
-			OnVerify: observeVerification,
-			// The engine is the detector worker's alone; release goes
-			// through its goroutine.
-			OnAlertClosed: p.detector.release,
-			// Imported logs are redacted with the live key and replayed
-			// with this config's detector settings.
-			Redactor:  policy.NewRedactor(p.key, nil, nil),
-			Detectors: h.app.detectorCfg,
-		})
+		h.api, h.apiErr = adminapi.New(h.apiConfig(p))
 	})
 	return h.api, h.apiErr
+}
+
+// apiConfig wires the admin API to the pipeline p: its store and writer,
+// and the detector worker's hooks (alert release, workspace business
+// hours, sweeps, status).
+func (h *AdminHandler) apiConfig(p *pipeline) adminapi.Config {
+	return adminapi.Config{
+		Store:    p.store,
+		Recorder: p.writer,
+		Metrics:  h.metrics,
+		Logger:   h.logger,
+		OnVerify: observeVerification,
+		// The engine is the detector worker's alone; release goes
+		// through its goroutine.
+		OnAlertClosed: p.detector.release,
+		// Stored workspace business hours override the detector
+		// config's; the worker applies them on its goroutine.
+		OnWorkspaceChanged: p.detector.workspaceChanged,
+		Sweep:              p.detector.sweepNow,
+		DetectorStatus:     p.detector.status,
+		// Imported logs are redacted with the live key and replayed
+		// with this config's detector settings.
+		Redactor:  policy.NewRedactor(p.key, nil, nil),
+		Detectors: h.app.detectorCfg,
+	}
 }
 
 // ServeHTTP serves the admin API.

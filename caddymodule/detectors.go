@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -16,6 +18,7 @@ import (
 	"go.uber.org/zap"
 	"gopkg.in/yaml.v3"
 
+	"github.com/caddy-audit/caddy-audit/adminapi"
 	"github.com/caddy-audit/caddy-audit/detectors"
 	"github.com/caddy-audit/caddy-audit/storage"
 )
@@ -123,10 +126,22 @@ type detectorWorker struct {
 
 	mu       sync.Mutex
 	settings detectorSettings
-	changed  chan struct{}
+	// hours are the business hours stored in workspace records (through
+	// the admin API), which override the config's for those workspaces.
+	hours map[string]storage.BusinessHours
+	// lastSweep and lastSweepTook describe the last sweep, for the API.
+	lastSweep     time.Time
+	lastSweepTook time.Duration
+	changed       chan struct{}
 
 	stopping chan struct{}
 	done     chan struct{}
+	started  atomic.Bool
+
+	// judgedSeq mirrors seq and eventsJudged counts the events the engine
+	// judged since the worker started, for readers on other goroutines.
+	judgedSeq    atomic.Uint64
+	eventsJudged atomic.Uint64
 
 	// Owned by run's goroutine.
 	engine  *detectors.Engine
@@ -134,6 +149,7 @@ type detectorWorker struct {
 	seq     uint64       // last event seq judged
 	queued  atomic.Int64 // events waiting in feed
 	saved   uint64       // last seq persisted
+	alerts  alertTally   // what persist wrote, for sweep results
 
 	// lastAtOpen is the newest seq when the worker was made, before the
 	// writer could add any: where a worker with no history and no saved
@@ -151,6 +167,7 @@ func newDetectorWorker(store *storage.Store, logger *loggerRef, s detectorSettin
 	return &detectorWorker{
 		lastAtOpen: last,
 		store:      store, logger: logger, settings: s,
+		hours:    make(map[string]storage.BusinessHours),
 		feed:     make(chan feedBatch, detectorFeedSize),
 		ctl:      make(chan func(), 64),
 		changed:  make(chan struct{}, 1),
@@ -161,7 +178,10 @@ func newDetectorWorker(store *storage.Store, logger *loggerRef, s detectorSettin
 
 // start begins the worker's goroutine. Events committed before it runs
 // wait in the feed or are read back from the store.
-func (w *detectorWorker) start() { go w.run() }
+func (w *detectorWorker) start() {
+	w.started.Store(true)
+	go w.run()
+}
 
 // feedBatch is one committed batch: the events the engine judges, and the
 // seq range of the whole batch, so the events left out (admin, lifecycle,
@@ -220,10 +240,84 @@ func (w *detectorWorker) configure(s detectorSettings) {
 	}
 }
 
+// workspaceChanged applies the business hours of a workspace record the
+// admin API created or changed. Stored hours win over the config's, field
+// by field; a record without hours gives the workspace back to the
+// config. If that changes the engine's configuration, the worker rebuilds
+// the engine as on a reload: it replays detector_history from the store,
+// so baselines and open alerts come back, now judged in the new hours
+// (unusual_access keeps its hour-of-day history in the workspace's time
+// zone, so carrying the old state over would mix two clocks). It does not
+// block.
+func (w *detectorWorker) workspaceChanged(ws storage.Workspace) {
+	w.mu.Lock()
+	if ws.BusinessHours == nil || ws.BusinessHours.IsZero() {
+		delete(w.hours, ws.ID)
+	} else {
+		w.hours[ws.ID] = *ws.BusinessHours
+	}
+	w.mu.Unlock()
+	select {
+	case w.changed <- struct{}{}:
+	default:
+	}
+}
+
+// loadWorkspaceHours reads the business hours of the stored workspace
+// records, before the engine is first built.
+func (w *detectorWorker) loadWorkspaceHours() {
+	records, err := w.store.Workspaces()
+	if err != nil {
+		w.logger.L().Error("reading workspace records for the detectors", zap.Error(err))
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, ws := range records {
+		if ws.BusinessHours != nil && !ws.BusinessHours.IsZero() {
+			w.hours[ws.ID] = *ws.BusinessHours
+		}
+	}
+}
+
+// withWorkspaceHours returns cfg with the stored business hours laid over
+// its workspace overrides (a workspace without one gets one). cfg's map is
+// not modified: it belongs to the app's config.
+func withWorkspaceHours(cfg detectors.Config, hours map[string]storage.BusinessHours) detectors.Config {
+	if len(hours) == 0 {
+		return cfg
+	}
+	ws := make(map[string]detectors.Settings, len(cfg.Workspaces)+len(hours))
+	maps.Copy(ws, cfg.Workspaces)
+	for id, h := range hours {
+		s := ws[id]
+		bh := s.BusinessHours
+		if h.Timezone != "" {
+			bh.Timezone = h.Timezone
+		}
+		if len(h.Days) > 0 {
+			bh.Days = slices.Clone(h.Days)
+		}
+		if h.Start != "" {
+			bh.Start = h.Start
+		}
+		if h.End != "" {
+			bh.End = h.End
+		}
+		s.BusinessHours = bh
+		ws[id] = s
+	}
+	cfg.Workspaces = ws
+	return cfg
+}
+
+// current returns the settings in force: the newest config's, with the
+// stored workspace business hours applied.
 func (w *detectorWorker) current() detectorSettings {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	s := w.settings
+	s.cfg = withWorkspaceHours(s.cfg, w.hours)
 	if s.sweep <= 0 {
 		s.sweep = defaultSweepInterval
 	}
@@ -242,6 +336,7 @@ func (w *detectorWorker) stop() {
 
 func (w *detectorWorker) run() {
 	defer close(w.done)
+	w.loadWorkspaceHours()
 	s := w.current()
 	w.rebuild(s)
 	tick := time.NewTicker(s.sweep)
@@ -330,6 +425,7 @@ func liveTraffic(ev *storage.Event) bool {
 // batch, or events committed while the worker replayed).
 func (w *detectorWorker) judgeBatch(batch feedBatch) {
 	defer w.queued.Add(-int64(len(batch.events)))
+	defer func() { w.judgedSeq.Store(w.seq) }()
 	if first := batch.first; first > w.seq+1 {
 		w.catchUp(first - 1)
 		if first > w.seq+1 {
@@ -344,6 +440,7 @@ func (w *detectorWorker) judgeBatch(batch feedBatch) {
 			continue // already read from the store
 		}
 		w.persist(w.engine.Process(ev))
+		w.eventsJudged.Add(1)
 		w.seq = ev.Seq
 	}
 	w.seq = max(w.seq, batch.last)
@@ -353,6 +450,7 @@ func (w *detectorWorker) judgeBatch(batch feedBatch) {
 // newest), in seq order, and returns how many it read.
 func (w *detectorWorker) catchUp(until uint64) int {
 	n := 0
+	defer func() { w.judgedSeq.Store(w.seq) }()
 	for {
 		events, err := w.store.EventsAfter(w.seq, detectorPage)
 		if err != nil {
@@ -379,6 +477,7 @@ func (w *detectorWorker) catchUp(until uint64) int {
 			n++
 			if liveTraffic(ev) {
 				w.persist(w.engine.Process(ev))
+				w.eventsJudged.Add(1)
 			}
 			w.seq = ev.Seq
 		}
@@ -387,6 +486,9 @@ func (w *detectorWorker) catchUp(until uint64) int {
 		}
 	}
 }
+
+// alertTally counts what persist wrote since the worker started.
+type alertTally struct{ written, created, escalated int }
 
 // persist stores the engine's updates. Metrics count what the store says
 // changed (created or escalated), so a replay after a restart, which
@@ -398,6 +500,13 @@ func (w *detectorWorker) persist(updates []detectors.AlertUpdate) {
 		if err != nil {
 			w.logger.L().Error("storing an alert", zap.String("alert", u.Alert.ID), zap.Error(err))
 			continue
+		}
+		w.alerts.written++
+		if res.Created {
+			w.alerts.created++
+		}
+		if res.Escalated {
+			w.alerts.escalated++
 		}
 		if res.Created || res.Escalated {
 			metrics.alerts.WithLabelValues(stored.Detector, stored.Severity).Inc()
@@ -418,14 +527,46 @@ func (w *detectorWorker) persist(updates []detectors.AlertUpdate) {
 
 // sweep catches up with the store, flushes throttled updates, records the
 // position and refreshes the open-alert gauge.
-func (w *detectorWorker) sweep() {
+func (w *detectorWorker) sweep() adminapi.SweepResult {
 	start := time.Now()
-	w.catchUp(0)
+	res := adminapi.SweepResult{StartedAt: start.UTC(), FromSeq: w.seq}
+	before := w.alerts
+	res.EventsRead = w.catchUp(0)
 	w.persist(w.engine.Flush())
+	res.AlertUpdates = w.alerts.written - before.written
+	res.AlertsCreated = w.alerts.created - before.created
+	res.AlertsEscalated = w.alerts.escalated - before.escalated
 	w.save()
 	w.refreshOpenAlerts()
-	metrics.sweepSeconds.Observe(time.Since(start).Seconds())
+	took := time.Since(start)
+	res.ToSeq, res.DurationSeconds = w.seq, took.Seconds()
+	w.mu.Lock()
+	w.lastSweep, w.lastSweepTook = start.Add(took), took
+	w.mu.Unlock()
+	metrics.sweepSeconds.Observe(took.Seconds())
 	metrics.lastSweep.SetToCurrentTime()
+	return res
+}
+
+// status reports the worker's configuration and progress for the admin
+// API (GET /api/v1/detectors). It is safe on any goroutine.
+func (w *detectorWorker) status() adminapi.DetectorRuntime {
+	running := w.started.Load()
+	select {
+	case <-w.stopping:
+		running = false
+	default:
+	}
+	rt := adminapi.DetectorRuntime{
+		Running:      running,
+		Config:       w.current().cfg,
+		JudgedSeq:    w.judgedSeq.Load(),
+		EventsJudged: w.eventsJudged.Load(),
+	}
+	w.mu.Lock()
+	rt.LastSweep, rt.LastSweepDuration = w.lastSweep, w.lastSweepTook
+	w.mu.Unlock()
+	return rt
 }
 
 // refreshOpenAlerts sets the open-alert gauge from the store.
@@ -455,19 +596,30 @@ func (w *detectorWorker) save() {
 	w.saved = w.seq
 }
 
-// sweepNow runs a sweep on the worker's goroutine and waits for it; for
-// tests.
-func (w *detectorWorker) sweepNow(ctx context.Context) error {
+// sweepNow runs a sweep on the worker's goroutine and waits for it (POST
+// /api/v1/detectors/sweep, and tests). A worker that is not running
+// answers adminapi.ErrDetectorsUnavailable rather than queueing work
+// nobody will do.
+func (w *detectorWorker) sweepNow(ctx context.Context) (adminapi.SweepResult, error) {
+	var res adminapi.SweepResult
+	if !w.started.Load() {
+		return res, adminapi.ErrDetectorsUnavailable
+	}
 	done := make(chan struct{})
 	select {
-	case w.ctl <- func() { w.sweep(); close(done) }:
+	case w.ctl <- func() { res = w.sweep(); close(done) }:
+	case <-w.stopping:
+		return res, adminapi.ErrDetectorsUnavailable
 	case <-ctx.Done():
-		return ctx.Err()
+		return res, ctx.Err()
 	}
 	select {
 	case <-done:
-		return nil
+		return res, nil
+	case <-w.done:
+		// Stopped before reaching the request.
+		return res, adminapi.ErrDetectorsUnavailable
 	case <-ctx.Done():
-		return ctx.Err()
+		return res, ctx.Err()
 	}
 }

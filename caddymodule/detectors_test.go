@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/caddy-audit/caddy-audit/adminapi"
 	"github.com/caddy-audit/caddy-audit/detectors"
 	"github.com/caddy-audit/caddy-audit/storage"
 )
@@ -166,7 +168,7 @@ func TestWorkerSweepUpdatesMetrics(t *testing.T) {
 	defer cancel()
 	// Let the start-up pass finish first: otherwise it could judge the
 	// events below itself and the test would not exercise the sweep.
-	if err := run.w.sweepNow(ctx); err != nil {
+	if _, err := run.w.sweepNow(ctx); err != nil {
 		t.Fatal(err)
 	}
 	// Appended behind the worker's back, as if the feed had dropped them:
@@ -174,7 +176,7 @@ func TestWorkerSweepUpdatesMetrics(t *testing.T) {
 	if err := store.Append(loginFailures("198.51.100.4", time.Now().Add(-time.Minute), 7)...); err != nil {
 		t.Fatal(err)
 	}
-	if err := run.w.sweepNow(ctx); err != nil {
+	if _, err := run.w.sweepNow(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if n := len(bruteForceAlerts(t, store, "198.51.100.4")); n != 1 {
@@ -271,5 +273,72 @@ func TestLiveTraffic(t *testing.T) {
 		if got := liveTraffic(&tt.ev); got != tt.want {
 			t.Errorf("%s: liveTraffic = %v, want %v", tt.name, got, tt.want)
 		}
+	}
+}
+
+func TestWithWorkspaceHours(t *testing.T) {
+	file := detectors.Config{Workspaces: map[string]detectors.Settings{
+		"acme": {BusinessHours: detectors.BusinessHours{Timezone: "Europe/Berlin", Days: []string{"mon"}}, AdminUsers: []string{"root"}},
+	}}
+	tests := []struct {
+		name  string
+		hours map[string]storage.BusinessHours
+		want  map[string]detectors.BusinessHours
+	}{
+		{"none", nil, map[string]detectors.BusinessHours{"acme": {Timezone: "Europe/Berlin", Days: []string{"mon"}}}},
+		{"stored fields win, the file's others stay", map[string]storage.BusinessHours{"acme": {Timezone: "Asia/Tokyo", Start: "10:00"}},
+			map[string]detectors.BusinessHours{"acme": {Timezone: "Asia/Tokyo", Days: []string{"mon"}, Start: "10:00"}}},
+		{"a workspace the file does not name", map[string]storage.BusinessHours{"globex": {Days: []string{"sat", "sun"}, End: "12:00"}},
+			map[string]detectors.BusinessHours{"acme": {Timezone: "Europe/Berlin", Days: []string{"mon"}}, "globex": {Days: []string{"sat", "sun"}, End: "12:00"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := withWorkspaceHours(file, tt.hours)
+			if len(got.Workspaces) != len(tt.want) {
+				t.Fatalf("workspaces = %+v", got.Workspaces)
+			}
+			for ws, want := range tt.want {
+				b := got.Workspaces[ws].BusinessHours
+				if b.Timezone != want.Timezone || b.Start != want.Start || b.End != want.End || strings.Join(b.Days, ",") != strings.Join(want.Days, ",") {
+					t.Errorf("%s = %+v, want %+v", ws, b, want)
+				}
+			}
+			if a := got.Workspaces["acme"].AdminUsers; len(a) != 1 {
+				t.Errorf("acme's other settings lost: %+v", got.Workspaces["acme"])
+			}
+		})
+	}
+	if tz := file.Workspaces["acme"].BusinessHours.Timezone; tz != "Europe/Berlin" || len(file.Workspaces) != 1 {
+		t.Errorf("the config's own map was modified: %+v", file.Workspaces)
+	}
+}
+
+func TestSweepNowNotRunning(t *testing.T) {
+	store, err := storage.Open(filepath.Join(t.TempDir(), "audit.db"), storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	initMetrics()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	w := newDetectorWorker(store, newLoggerRef(nil), detectorSettings{sweep: time.Hour})
+	if _, err := w.sweepNow(ctx); !errors.Is(err, adminapi.ErrDetectorsUnavailable) {
+		t.Errorf("sweep before start = %v", err)
+	}
+	if w.status().Running {
+		t.Error("an unstarted worker reads as running")
+	}
+	w.start()
+	res, err := w.sweepNow(ctx)
+	if err != nil || res.EventsRead != 0 || res.StartedAt.IsZero() {
+		t.Errorf("sweep = %+v, %v", res, err)
+	}
+	if st := w.status(); !st.Running || st.LastSweep.IsZero() {
+		t.Errorf("status = %+v", st)
+	}
+	w.stop()
+	if _, err := w.sweepNow(ctx); !errors.Is(err, adminapi.ErrDetectorsUnavailable) {
+		t.Errorf("sweep after stop = %v", err)
 	}
 }

@@ -626,6 +626,18 @@ func negativeDurations(where string, v reflect.Value, errs *[]error) {
 	}
 }
 
+// ValidateBusinessHours checks working hours as the engine reads them,
+// with empty fields taken from the defaults (a workspace override names
+// only what it changes): a known IANA time zone, day names, and HH:MM
+// start and end. Each error starts with the field's name (timezone, day,
+// start, end); the admin API checks stored workspace hours with it.
+func ValidateBusinessHours(b BusinessHours) error {
+	def := DefaultConfig().BusinessHours
+	fillZero(reflect.ValueOf(&b).Elem(), reflect.ValueOf(def))
+	_, err := compileBusinessHours(b)
+	return err
+}
+
 // businessHours is BusinessHours compiled for the hot path.
 type businessHours struct {
 	loc        *time.Location

@@ -170,3 +170,33 @@ func TestBusinessHours(t *testing.T) {
 		t.Error("a shift across midnight")
 	}
 }
+
+func TestValidateBusinessHours(t *testing.T) {
+	for _, tt := range []struct {
+		b    BusinessHours
+		want []string // substrings of the error; none means valid
+	}{
+		{BusinessHours{}, nil},
+		{BusinessHours{Timezone: "Europe/Berlin", Days: []string{"Monday", "sat"}, Start: "22:00", End: "06:00"}, nil},
+		{BusinessHours{Timezone: "Mars/Olympus"}, []string{`timezone "Mars/Olympus"`}},
+		{BusinessHours{Days: []string{"mon", "funday"}}, []string{`day "funday"`}},
+		{BusinessHours{Start: "8am", End: "25:00"}, []string{`start: "8am"`, `end: "25:00"`}},
+	} {
+		err := ValidateBusinessHours(tt.b)
+		if len(tt.want) == 0 {
+			if err != nil {
+				t.Errorf("ValidateBusinessHours(%+v) = %v, want nil", tt.b, err)
+			}
+			continue
+		}
+		if err == nil {
+			t.Errorf("ValidateBusinessHours(%+v) = nil, want %q", tt.b, tt.want)
+			continue
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("ValidateBusinessHours(%+v) = %v, want it to mention %q", tt.b, err, w)
+			}
+		}
+	}
+}

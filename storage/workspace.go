@@ -3,6 +3,7 @@ package storage
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -21,6 +22,27 @@ const AuditWorkspace = "_audit"
 // otherwise write into the audit workspace by sending a header.
 func ReservedWorkspace(ws string) bool { return strings.HasPrefix(ws, "_") }
 
+// BusinessHours is when a workspace normally works, for the detectors'
+// off-hours checks. It mirrors detectors.BusinessHours (storage cannot
+// import detectors); empty fields fall back to the detector config. The
+// detectors package validates it.
+type BusinessHours struct {
+	// Timezone is an IANA zone name such as "Europe/Berlin".
+	Timezone string `json:"timezone,omitempty"`
+	// Days are the working days, as three-letter English names ("mon").
+	Days []string `json:"days,omitempty"`
+	// Start is the local start of the working day, "HH:MM".
+	Start string `json:"start,omitempty"`
+	// End is the local end of the working day, "HH:MM", exclusive; an end
+	// before the start spans midnight.
+	End string `json:"end,omitempty"`
+}
+
+// IsZero reports whether b sets nothing.
+func (b BusinessHours) IsZero() bool {
+	return b.Timezone == "" && len(b.Days) == 0 && b.Start == "" && b.End == ""
+}
+
 // Workspace holds the settings of one tenant. Events name their workspace
 // whether or not a record exists; the record only carries settings that
 // differ from the defaults.
@@ -32,30 +54,93 @@ type Workspace struct {
 	// RetentionDays keeps this workspace's events that many days; 0 means
 	// the configured default. The configured floor still applies.
 	RetentionDays int `json:"retention_days,omitempty"`
+	// BusinessHours, when set, replace the detector config's business
+	// hours for this workspace (field by field).
+	BusinessHours *BusinessHours `json:"business_hours,omitempty"`
 	// LegalHold suspends purging of this workspace's events entirely.
 	LegalHold bool `json:"legal_hold"`
 	// LegalHoldReason says why, for the auditor who asks.
 	LegalHoldReason string `json:"legal_hold_reason,omitempty"`
 	// CreatedAt and UpdatedAt track the record itself.
-	CreatedAt time.Time `json:"created_at"`
-	UpdatedAt time.Time `json:"updated_at"`
+	CreatedAt time.Time `json:"created_at,omitzero"`
+	UpdatedAt time.Time `json:"updated_at,omitzero"`
 }
 
-// PutWorkspace creates or replaces a workspace record.
-func (s *Store) PutWorkspace(w Workspace) error {
+func (w Workspace) check() error {
 	if w.ID == "" {
 		return errors.New("workspace needs an id")
 	}
 	if w.RetentionDays < 0 {
 		return errors.New("retention_days must not be negative")
 	}
+	return nil
+}
+
+// PutWorkspace creates or replaces a workspace record.
+func (s *Store) PutWorkspace(w Workspace) error { return s.putWorkspace(w, false) }
+
+// CreateWorkspace stores a new workspace record, or returns ErrExists if
+// one with the same id is stored (checked in the same transaction, so two
+// concurrent creations cannot both succeed).
+func (s *Store) CreateWorkspace(w Workspace) error { return s.putWorkspace(w, true) }
+
+func (s *Store) putWorkspace(w Workspace, mustBeNew bool) error {
+	if err := w.check(); err != nil {
+		return err
+	}
 	val, err := json.Marshal(w)
 	if err != nil {
 		return err
 	}
 	return s.update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketWorkspaces).Put([]byte(w.ID), val)
+		b := tx.Bucket(bucketWorkspaces)
+		if mustBeNew && b.Get([]byte(w.ID)) != nil {
+			return fmt.Errorf("workspace %q: %w", w.ID, ErrExists)
+		}
+		return b.Put([]byte(w.ID), val)
 	})
+}
+
+// UpdateWorkspace changes the record of workspace id in one transaction:
+// fn gets a copy of the stored record (or, when create is true and none is
+// stored, a fresh one with only the id set) and edits it; an error from fn
+// aborts the update. It returns the record before (zero when created) and
+// after. Without create, a missing record is ErrNotFound.
+func (s *Store) UpdateWorkspace(id string, create bool, fn func(*Workspace) error) (before, after Workspace, err error) {
+	err = s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketWorkspaces)
+		before, after = Workspace{}, Workspace{ID: id}
+		if val := b.Get([]byte(id)); val != nil {
+			if err := json.Unmarshal(val, &before); err != nil {
+				return fmt.Errorf("workspace %q: %w: %v", id, ErrCorrupt, err)
+			}
+			after = before
+			if before.BusinessHours != nil {
+				// A deep copy: fn must not edit before through a shared pointer.
+				bh := *before.BusinessHours
+				bh.Days = append([]string(nil), bh.Days...)
+				after.BusinessHours = &bh
+			}
+		} else if !create {
+			return ErrNotFound
+		}
+		if err := fn(&after); err != nil {
+			return err
+		}
+		after.ID = id // fn may not rename the record
+		if err := after.check(); err != nil {
+			return err
+		}
+		val, err := json.Marshal(after)
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte(id), val)
+	})
+	if err != nil {
+		return Workspace{}, Workspace{}, err
+	}
+	return before, after, nil
 }
 
 // GetWorkspace returns the record of workspace id, or ErrNotFound.
