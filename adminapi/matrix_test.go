@@ -1,6 +1,7 @@
 package adminapi
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"slices"
@@ -8,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-audit/caddy-audit/detectors"
 	"github.com/caddy-audit/caddy-audit/policy"
 	"github.com/caddy-audit/caddy-audit/storage"
 )
@@ -102,6 +104,13 @@ var matrixCases = map[string]matrixCase{
 		target: func(f matrixFixture) string { return "/api/v1/alerts/" + f.acmeAlert + "/false_positive" }, want: http.StatusOK},
 	"POST /api/v1/alerts/{id}/comments": {
 		target: func(f matrixFixture) string { return "/api/v1/alerts/" + f.acmeAlert + "/comments" }, body: `{"comment":"looking"}`, want: http.StatusCreated},
+	"GET /api/v1/openapi.json":      {target: static("/api/v1/openapi.json"), want: http.StatusOK},
+	"GET /api/v1/workspaces":        {target: static("/api/v1/workspaces"), want: http.StatusOK},
+	"POST /api/v1/workspaces":       {target: static("/api/v1/workspaces"), body: `{"id":"initech"}`, want: http.StatusCreated, global: true},
+	"GET /api/v1/workspaces/{id}":   {target: static("/api/v1/workspaces/acme"), want: http.StatusOK},
+	"PATCH /api/v1/workspaces/{id}": {target: static("/api/v1/workspaces/acme"), body: `{"retention_days":30}`, want: http.StatusOK},
+	"GET /api/v1/detectors":         {target: static("/api/v1/detectors"), want: http.StatusOK},
+	"POST /api/v1/detectors/sweep":  {target: static("/api/v1/detectors/sweep"), want: http.StatusOK, global: true},
 	"POST /api/v1/import": {target: static("/api/v1/import?source=matrix.log&format=common"),
 		body: `192.0.2.9 - - [01/May/2024:10:00:00 +0000] "GET /api/items HTTP/1.1" 200 12` + "\n", want: http.StatusOK, global: true},
 }
@@ -135,6 +144,25 @@ var matrixPrincipals = []matrixPrincipal{
 	{name: "no key"},
 }
 
+// matrixConfig turns on every optional part of the API, with detector
+// settings for both workspaces, so scoping is tested on them too.
+func matrixConfig(e *testEnv) Config {
+	dcfg := detectors.Config{Workspaces: map[string]detectors.Settings{
+		"acme":   {BusinessHours: detectors.BusinessHours{Timezone: "Europe/Berlin"}},
+		"globex": {BusinessHours: detectors.BusinessHours{Timezone: "Asia/Tokyo"}},
+	}}
+	return Config{
+		Store: e.store, Recorder: e.rec, Now: func() time.Time { return e.clock },
+		Redactor:  policy.NewRedactor([]byte("0123456789abcdef0123456789abcdef"), nil, nil),
+		Detectors: dcfg,
+		Sweep:     func(context.Context) (SweepResult, error) { return SweepResult{}, nil },
+		DetectorStatus: func() DetectorRuntime {
+			return DetectorRuntime{Running: true, Config: dcfg.WithDefaults(), JudgedSeq: 4, EventsJudged: 4}
+		},
+		OnWorkspaceChanged: func(storage.Workspace) {},
+	}
+}
+
 func TestAuthorizationMatrix(t *testing.T) {
 	probe := newEnv(t, nil)
 	routes := probe.h.(*api).routes()
@@ -158,8 +186,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		for _, p := range matrixPrincipals {
 			t.Run(name+"/"+p.name, func(t *testing.T) {
 				e := newEnv(t, nil)
-				e.h, _ = New(Config{Store: e.store, Recorder: e.rec, Now: func() time.Time { return e.clock },
-					Redactor: policy.NewRedactor([]byte("0123456789abcdef0123456789abcdef"), nil, nil)})
+				e.h, _ = New(matrixConfig(e))
 				f := newMatrixFixture(e)
 				var secret string
 				if p.role != "" {
@@ -199,9 +226,10 @@ func TestAuthorizationMatrix(t *testing.T) {
 // their absence for the scoped principal means something.
 func TestAuthorizationMatrixSeesOutsideData(t *testing.T) {
 	e := newEnv(t, nil)
+	e.h, _ = New(matrixConfig(e))
 	newMatrixFixture(e)
 	admin := e.key("admin", "", nil)
-	for _, target := range []string{"/api/v1/events", "/api/v1/events/export", "/api/v1/alerts"} {
+	for _, target := range []string{"/api/v1/events", "/api/v1/events/export", "/api/v1/alerts", "/api/v1/workspaces", "/api/v1/detectors"} {
 		body := e.get(target, admin).Body.String()
 		if !slices.ContainsFunc(outsideMarkers, func(m string) bool { return strings.Contains(body, m) }) {
 			t.Errorf("%s: the unscoped admin sees no outside marker: %.300s", target, body)
