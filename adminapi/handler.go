@@ -71,6 +71,7 @@ type api struct {
 	log      *slog.Logger
 	now      func() time.Time
 	touches  touchLimiter
+	throttle badKeyThrottle
 	onVerify func(storage.VerifyReport)
 
 	onAlertClosed func(id string)
