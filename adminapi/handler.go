@@ -110,6 +110,7 @@ func (a *api) routes() []route {
 		a.integrityRoutes(),
 		a.backupRoutes(),
 		a.importRoutes(),
+		a.rbacRoutes(),
 	)
 }
 

@@ -96,9 +96,9 @@ func (s *Store) TouchAPIKey(id string, at time.Time) error {
 }
 
 // CreateAPIKey is PutAPIKey that, when customRole is true, also checks in
-// the same transaction that the key's role is a stored custom role (an
-// error wrapping ErrNotFound that names the role otherwise), so a key
-// cannot be issued for a role being deleted at the same moment.
+// the same transaction that the key's role is a stored custom role
+// (ErrUnknownRole otherwise), so a key cannot be issued for a role being
+// deleted at the same moment.
 func (s *Store) CreateAPIKey(k APIKey, customRole bool) error {
 	if k.ID == "" || k.Hash == "" {
 		return errors.New("api key needs an id and a hash")
@@ -109,7 +109,7 @@ func (s *Store) CreateAPIKey(k APIKey, customRole bool) error {
 	}
 	return s.update(func(tx *bolt.Tx) error {
 		if customRole && tx.Bucket(bucketRoles).Get([]byte(k.Role)) == nil {
-			return fmt.Errorf("role %s: %w", k.Role, ErrNotFound)
+			return fmt.Errorf("role %s: %w", k.Role, ErrUnknownRole)
 		}
 		keys, hashes := tx.Bucket(bucketKeys), tx.Bucket(bucketKeyHashes)
 		if keys.Get([]byte(k.ID)) != nil || hashes.Get([]byte(k.Hash)) != nil {

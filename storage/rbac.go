@@ -56,6 +56,9 @@ type RoleBinding struct {
 var (
 	// ErrRevoked means the API key is already revoked.
 	ErrRevoked = errors.New("api key already revoked")
+	// ErrUnknownRole means a custom role named by a new key or binding
+	// is not stored.
+	ErrUnknownRole = errors.New("unknown role")
 	// ErrInUse means a role is still referenced by keys or bindings.
 	ErrInUse = errors.New("still in use")
 )
@@ -212,8 +215,7 @@ func (s *Store) DeleteRole(name string) error {
 // that the principal exists and is not revoked (ErrNotFound, ErrRevoked),
 // that no binding with the same principal, role and workspace exists
 // (ErrExists) and, when customRole is true, that the role is stored
-// (an error wrapping ErrNotFound that names the role): built-in roles are
-// the caller's to check.
+// (ErrUnknownRole): built-in roles are the caller's to check.
 func (s *Store) CreateBinding(rb RoleBinding, customRole bool) error {
 	if rb.ID == "" || rb.Principal == "" {
 		return errors.New("role binding needs an id and a principal")
@@ -238,7 +240,7 @@ func (s *Store) CreateBinding(rb RoleBinding, customRole bool) error {
 			return fmt.Errorf("principal %s: %w", rb.Principal, ErrRevoked)
 		}
 		if customRole && tx.Bucket(bucketRoles).Get([]byte(rb.Role)) == nil {
-			return fmt.Errorf("role %s: %w", rb.Role, ErrNotFound)
+			return fmt.Errorf("role %s: %w", rb.Role, ErrUnknownRole)
 		}
 		b := tx.Bucket(bucketBindings)
 		if b.Get([]byte(rb.ID)) != nil {
