@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -135,8 +136,7 @@ func (s *Store) GetAPIKey(id string) (APIKey, error) {
 	return k, err
 }
 
-// ListAPIKeys returns every key, revoked ones included, oldest first (ids
-// are ULIDs, which sort by creation time).
+// ListAPIKeys returns every key, revoked ones included, oldest first.
 func (s *Store) ListAPIKeys() ([]APIKey, error) {
 	var out []APIKey
 	err := s.view(func(tx *bolt.Tx) error {
@@ -149,6 +149,9 @@ func (s *Store) ListAPIKeys() ([]APIKey, error) {
 			return nil
 		})
 	})
+	// Ids are ULIDs of the creation time, but a key made elsewhere (a
+	// restore, a test) may carry another id: sort by the recorded time.
+	slices.SortStableFunc(out, func(a, b APIKey) int { return a.CreatedAt.Compare(b.CreatedAt) })
 	return out, err
 }
 

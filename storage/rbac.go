@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sort"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -294,7 +293,7 @@ func (s *Store) ListBindings(principal string) ([]RoleBinding, error) {
 	})
 	// Ids are ULIDs, but a binding stored with a foreign id must still
 	// sort by time.
-	sort.SliceStable(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
+	slices.SortStableFunc(out, func(a, b RoleBinding) int { return a.CreatedAt.Compare(b.CreatedAt) })
 	return out, err
 }
 
