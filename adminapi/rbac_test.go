@@ -404,6 +404,7 @@ func TestBindingsEndpoints(t *testing.T) {
 	if w := e.get("/api/v1/events?workspace=globex", viewer); w.Code != 200 {
 		t.Errorf("bound viewer reading globex: %d", w.Code)
 	}
+	e.clock = t0.Add(time.Second)
 	custom := decode[storage.RoleBinding](t, e.send("POST", "/api/v1/bindings", admin, `{"principal":"`+vid+`","role":"triage","workspace":"_audit"}`), 201)
 
 	bad := []struct {

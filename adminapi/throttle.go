@@ -53,9 +53,10 @@ type badKeyState struct {
 	// episodeStart is the first failure after a quiet spell: it names the
 	// alert, so every block of one episode updates the same alert.
 	episodeStart time.Time
-	// windowStart and failures count failures in the current window.
-	windowStart time.Time
-	failures    int
+	// recent are the times of the latest failures since the last block,
+	// oldest first: a sliding window, so failures cannot slip past the
+	// limit by straddling a window boundary.
+	recent []time.Time
 	// total counts the failures of the episode.
 	total int
 	// blocks counts the blocks of the episode, for the backoff.
@@ -66,10 +67,12 @@ type badKeyState struct {
 
 // badKeyBlock is what fail reports when an address crosses the threshold.
 type badKeyBlock struct {
-	addr                     string
+	addr string
+	// episodeStart names the alert; window is the first of the failures
+	// that made the limit.
 	episodeStart, at, window time.Time
-	// failures in the window, total in the episode, the block's number
-	// in the episode.
+	// failures in the window (badKeyLimit), total in the episode, the
+	// block's number in the episode.
 	failures, total, blocks int
 	block                   time.Duration
 }
@@ -89,9 +92,9 @@ func (t *badKeyThrottle) wait(addr string, now time.Time) time.Duration {
 	return 0
 }
 
-// fail counts an invalid key from addr at now. When the failure completes
+// fail counts an invalid key from addr at now. When the failure makes
 // badKeyLimit within the window, it blocks the address and reports the
-// block (once: the window's count starts over).
+// block (once: the count starts over).
 func (t *badKeyThrottle) fail(addr string, now time.Time) (badKeyBlock, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -118,15 +121,15 @@ func (t *badKeyThrottle) fail(addr string, now time.Time) (badKeyBlock, bool) {
 	// A clock stepping back counts as a fresh start rather than leaving
 	// the address blocked for ever.
 	if st.total == 0 || now.Sub(st.lastFailure) >= badKeyForget || now.Before(st.lastFailure) {
-		*st = badKeyState{addr: addr, episodeStart: now, windowStart: now}
+		*st = badKeyState{addr: addr, episodeStart: now}
 	}
-	if now.Sub(st.windowStart) >= badKeyWindow || now.Before(st.windowStart) {
-		st.windowStart, st.failures = now, 0
+	if len(st.recent) == badKeyLimit {
+		st.recent = append(st.recent[:0], st.recent[1:]...)
 	}
-	st.failures++
+	st.recent = append(st.recent, now)
 	st.total++
 	st.lastFailure = now
-	if st.failures < badKeyLimit {
+	if len(st.recent) < badKeyLimit || now.Sub(st.recent[0]) >= badKeyWindow {
 		return badKeyBlock{}, false
 	}
 	block := badKeyMaxBlock
@@ -136,10 +139,11 @@ func (t *badKeyThrottle) fail(addr string, now time.Time) (badKeyBlock, bool) {
 	st.blocks++
 	st.blockedUntil = now.Add(block)
 	b := badKeyBlock{
-		addr: addr, episodeStart: st.episodeStart, at: now, window: st.windowStart,
-		failures: st.failures, total: st.total, blocks: st.blocks, block: block,
+		addr: addr, episodeStart: st.episodeStart, at: now, window: st.recent[0],
+		failures: len(st.recent), total: st.total, blocks: st.blocks, block: block,
 	}
-	st.windowStart, st.failures = now, 0
+	// The count starts over after the block, so one alert per window.
+	st.recent = st.recent[:0]
 	return b, true
 }
 
