@@ -175,13 +175,8 @@ func (a *api) createKey(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, http.StatusBadRequest, "field \"name\": control characters are not allowed")
 		return
 	}
-	custom, status, detail := a.checkRole(req.Role)
-	if detail != "" {
-		writeProblem(w, r, status, detail)
-		return
-	}
-	if detail := checkWorkspaceName(req.Workspace); detail != "" {
-		writeProblem(w, r, http.StatusBadRequest, detail)
+	custom, ok := a.checkGrant(w, r, req.Role, req.Workspace)
+	if !ok {
 		return
 	}
 	var expires *time.Time

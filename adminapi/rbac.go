@@ -470,13 +470,8 @@ func (a *api) createBinding(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, http.StatusBadRequest, "field \"principal\": the id of an API key is required")
 		return
 	}
-	custom, status, detail := a.checkRole(req.Role)
-	if detail != "" {
-		writeProblem(w, r, status, detail)
-		return
-	}
-	if detail := checkWorkspaceName(req.Workspace); detail != "" {
-		writeProblem(w, r, http.StatusBadRequest, detail)
+	custom, ok := a.checkGrant(w, r, req.Role, req.Workspace)
+	if !ok {
 		return
 	}
 	now := a.now()
@@ -547,24 +542,32 @@ func (a *api) deleteBinding(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, b)
 }
 
-// checkRole checks a role named in a request body: a built-in or a
-// stored custom role. It reports whether it is custom, or a status and
-// problem detail naming the field.
-func (a *api) checkRole(role string) (custom bool, status int, detail string) {
-	if _, ok := builtinRoles[role]; ok {
-		return false, 0, ""
+// checkGrant checks the role and workspace a request body grants (a new
+// key's or a binding's): a built-in or stored custom role, and a
+// workspace name checkWorkspaceName accepts. It answers the problem,
+// naming the field, itself; custom says whether the role is custom.
+func (a *api) checkGrant(w http.ResponseWriter, r *http.Request, role, ws string) (custom, ok bool) {
+	if _, builtin := builtinRoles[role]; !builtin {
+		if err := storage.ValidRoleName(role); err != nil {
+			writeProblem(w, r, http.StatusBadRequest, "field \"role\": "+err.Error())
+			return false, false
+		}
+		_, err := a.store.GetRole(role)
+		switch {
+		case errors.Is(err, storage.ErrNotFound):
+			writeProblem(w, r, http.StatusNotFound, fmt.Sprintf("field \"role\": no role named %q (see GET /api/v1/roles)", role))
+			return false, false
+		case err != nil:
+			a.storeError(w, r, "reading a role", err)
+			return false, false
+		}
+		custom = true
 	}
-	if err := storage.ValidRoleName(role); err != nil {
-		return false, http.StatusBadRequest, "field \"role\": " + err.Error()
+	if detail := checkWorkspaceName(ws); detail != "" {
+		writeProblem(w, r, http.StatusBadRequest, detail)
+		return false, false
 	}
-	_, err := a.store.GetRole(role)
-	switch {
-	case errors.Is(err, storage.ErrNotFound):
-		return false, http.StatusNotFound, fmt.Sprintf("field \"role\": no role named %q (see GET /api/v1/roles)", role)
-	case err != nil:
-		return false, http.StatusInternalServerError, "reading the role failed (" + storage.ErrorKind(err) + "); see the server log"
-	}
-	return true, 0, ""
+	return custom, true
 }
 
 // checkWorkspaceName checks the workspace of a grant: empty (global), or

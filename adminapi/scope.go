@@ -16,10 +16,10 @@ import (
 type scope struct {
 	// Global is true when a grant without a workspace holds the
 	// permission; Workspaces is then empty.
-	Global bool `json:"global"`
+	Global bool
 	// Workspaces are the workspaces the permission holds in, sorted, when
 	// it is not global.
-	Workspaces []string `json:"workspaces,omitempty"`
+	Workspaces []string
 }
 
 // none reports whether the scope grants nothing.
