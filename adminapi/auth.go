@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/subtle"
 	"errors"
-	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -30,6 +29,41 @@ const (
 	permBackupRead       = "backup:read"
 	permEventsImport     = "events:import"
 )
+
+// permAnyKey marks a route that any valid API key may call, whatever its
+// roles (GET /api/v1/me). It is not a permission: no role grants it and
+// GET /api/v1/permissions does not list it.
+const permAnyKey = "any_valid_key"
+
+// permissionDoc describes one permission for GET /api/v1/permissions.
+type permissionDoc struct {
+	// Name is the permission, resource:verb.
+	Name string `json:"name"`
+	// Description says what it allows.
+	Description string `json:"description"`
+}
+
+// permissions are the permissions this build knows, in the order they are
+// listed. Custom roles may use these and no others.
+var permissions = []permissionDoc{
+	{permEventsRead, "Search, read and count audit events, and read risk figures derived from them."},
+	{permEventsExport, "Export audit events (CSV, JSON, NDJSON, OCSF, ECS)."},
+	{permEventsImport, "Import access logs as audit events; needs a global grant."},
+	{permAlertsRead, "List and read alerts."},
+	{permAlertsManage, "Acknowledge, resolve, comment on alerts and mark them false positives."},
+	{permReportsRead, "Generate compliance reports (SOC 2, GDPR, PCI DSS, security score)."},
+	{permRBACManage, "Manage API keys, custom roles and role bindings; needs a global grant."},
+	{permWorkspacesManage, "Create workspaces and change their retention and business hours."},
+	{permIntegrityVerify, "Verify the integrity chain and read checkpoints."},
+	{permGDPRManage, "Export and erase or pseudonymize a data subject's events."},
+	{permSettingsRead, "Read settings: detectors and their configuration, the permission list."},
+	{permBackupRead, "Download a consistent backup of the whole store; needs a global grant."},
+}
+
+// knownPermission reports whether this build knows perm.
+func knownPermission(perm string) bool {
+	return slices.ContainsFunc(permissions, func(d permissionDoc) bool { return d.Name == perm })
+}
 
 // roleAdmin is the role of the bootstrap key.
 const roleAdmin = "admin"
@@ -80,20 +114,31 @@ func principalFrom(ctx context.Context) (storage.APIKey, bool) {
 // which it puts in the request context.
 func (a *api) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		now := a.now()
+		// A blocked address learns nothing, not even whether its key
+		// would have been valid: the key is not looked up.
+		addr, _ := splitRemote(r.RemoteAddr)
+		if wait := a.throttle.wait(addr, now); wait > 0 {
+			a.throttled(w, r, wait)
+			return
+		}
 		vals := r.Header.Values("Authorization")
 		if len(vals) == 0 {
+			// Not a guess, so not counted: a browser or a probe that
+			// sends nothing is not trying keys.
 			a.unauthorized(w, r, "an API key is required: send it as 'Authorization: Bearer <key>'")
 			return
 		}
 		token, ok := bearerToken(vals)
 		if !ok {
+			a.badKey(r, now)
 			a.unauthorized(w, r, "malformed Authorization header: expected 'Bearer <key>'")
 			return
 		}
-		now := a.now()
 		key, err := a.lookupKey(token, now)
 		switch {
 		case errors.Is(err, errUnknownKey):
+			a.badKey(r, now)
 			a.unauthorized(w, r, errInvalidKey)
 			return
 		case err != nil:
@@ -158,48 +203,6 @@ func (a *api) unauthorized(w http.ResponseWriter, r *http.Request, detail string
 	a.record(r, storage.APIKey{}, "auth.denied", http.StatusUnauthorized, map[string]any{"reason": detail})
 	w.Header().Set("WWW-Authenticate", authChallenge)
 	writeProblem(w, r, http.StatusUnauthorized, detail)
-}
-
-// require lets the request through only if the authenticated key's role
-// grants perm. A role this build does not know grants nothing.
-func (a *api) require(perm string, h http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		key, ok := principalFrom(r.Context())
-		if !ok {
-			// Only reachable if a route forgot authenticate; fail closed.
-			a.unauthorized(w, r, "an API key is required")
-			return
-		}
-		if !hasPermission(key.Role, perm) {
-			a.forbidden(w, r, key, fmt.Sprintf("role %q does not grant %s", key.Role, perm))
-			return
-		}
-		h(w, r)
-	}
-}
-
-func hasPermission(role, perm string) bool {
-	return slices.Contains(builtinRoles[role], perm)
-}
-
-// inScope reports whether the caller of r may see records of workspace
-// ws. Single-record endpoints use it (and answer 404 when it says no, so
-// the answer does not confirm the id exists); filters use scopeFilter.
-func inScope(r *http.Request, ws string) bool {
-	key, ok := principalFrom(r.Context())
-	return ok && (key.Workspace == "" || key.Workspace == ws)
-}
-
-// requireGlobal refuses (and records) a call from a workspace-scoped
-// principal to an endpoint whose answer spans every workspace; why says
-// what the answer would reveal. It reports whether the call may go on.
-func (a *api) requireGlobal(w http.ResponseWriter, r *http.Request, why string) bool {
-	key, _ := principalFrom(r.Context())
-	if key.Workspace == "" {
-		return true
-	}
-	a.forbidden(w, r, key, fmt.Sprintf("this API key is scoped to workspace %q; %s", key.Workspace, why))
-	return false
 }
 
 // touchLimiter remembers when each key's last use was last written.

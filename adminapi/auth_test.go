@@ -2,6 +2,7 @@ package adminapi
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -47,9 +48,12 @@ func TestAuthentication(t *testing.T) {
 		{"scheme is case-insensitive", []string{"bearer " + valid}, 200, ""},
 		{"not yet expired", []string{"Bearer " + notYetExpired}, 200, ""},
 	}
-	for _, tt := range tests {
+	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			req := httptest.NewRequest(http.MethodGet, "/api/v1/events", nil)
+			// One address per case: more than five bad keys from one
+			// address would be throttled (throttle_test.go covers that).
+			req.RemoteAddr = fmt.Sprintf("198.51.100.%d:4711", i+1)
 			for _, v := range tt.header {
 				req.Header.Add("Authorization", v)
 			}

@@ -238,18 +238,3 @@ func filterDetails(f storage.Filter) map[string]any {
 	}
 	return d
 }
-
-// scopeFilter confines f to the key's workspace, if it has one. Asking for
-// another workspace is refused (and recorded) rather than silently
-// narrowed, so a client never mistakes an empty answer for the truth.
-func (a *api) scopeFilter(w http.ResponseWriter, r *http.Request, key storage.APIKey, f *storage.Filter) bool {
-	if key.Workspace == "" {
-		return true
-	}
-	if f.Workspace != "" && f.Workspace != key.Workspace {
-		a.forbidden(w, r, key, fmt.Sprintf("this API key is scoped to workspace %q and cannot read others", key.Workspace))
-		return false
-	}
-	f.Workspace = key.Workspace
-	return true
-}

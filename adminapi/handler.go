@@ -87,6 +87,7 @@ type api struct {
 	log      *slog.Logger
 	now      func() time.Time
 	touches  touchLimiter
+	throttle badKeyThrottle
 	onVerify func(storage.VerifyReport)
 
 	onAlertClosed func(id string)
@@ -140,6 +141,7 @@ func (a *api) routes() []route {
 		a.importRoutes(),
 		a.workspaceRoutes(),
 		a.detectorRoutes(),
+		a.rbacRoutes(),
 		a.openapiRoutes(),
 	)
 }

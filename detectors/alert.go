@@ -86,3 +86,10 @@ func cloneAlert(a *storage.Alert) storage.Alert {
 	c.RecommendedActions = append([]string(nil), a.RecommendedActions...)
 	return c
 }
+
+// AlertID is the engine's alert id scheme for alerts raised outside it
+// (the admin API's bad-key throttle), so their repeats update one alert
+// the same way: first names what starts an occurrence.
+func AlertID(detector, family string, subj storage.Subject, first string) string {
+	return alertID(detector, family, subj, first)
+}

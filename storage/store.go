@@ -162,6 +162,7 @@ func allBuckets() [][]byte {
 	all = append(all, coreBuckets...)
 	all = append(all, indexBuckets...)
 	all = append(all, alertBuckets...)
+	all = append(all, rbacBuckets...)
 	return append(all, chainBuckets...)
 }
 
