@@ -109,6 +109,7 @@ func (a *api) routes() []route {
 		a.integrityRoutes(),
 		a.backupRoutes(),
 		a.importRoutes(),
+		a.reportRoutes(),
 	)
 }
 
