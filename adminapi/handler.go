@@ -142,6 +142,7 @@ func (a *api) routes() []route {
 		a.workspaceRoutes(),
 		a.detectorRoutes(),
 		a.rbacRoutes(),
+		a.reportRoutes(),
 		a.openapiRoutes(),
 	)
 }

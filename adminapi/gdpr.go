@@ -1,0 +1,266 @@
+package adminapi
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caddy-audit/caddy-audit/storage"
+)
+
+// Audit actions of the GDPR endpoints.
+const (
+	actionSubjectExport = "gdpr.subject_export"
+	actionSubjectErase  = "gdpr.subject_erase"
+)
+
+// maxSubjectLen bounds the user id in the path: user ids are stored cut
+// to policy.MaxValueLen, so a longer one cannot match anything.
+const maxSubjectLen = 4096
+
+// subjectExportQuery is a parsed subject export query string.
+type subjectExportQuery struct {
+	format string
+}
+
+// subjectExportParams are the query parameters of the subject export.
+var subjectExportParams = params[subjectExportQuery]{
+	"format": {doc: "ndjson (default: one event per line) or json (an object with an events array).",
+		parse: func(q *subjectExportQuery, v string) error {
+			if v != "ndjson" && v != "json" {
+				return errors.New("expects ndjson or json")
+			}
+			q.format = v
+			return nil
+		}},
+}
+
+// EraseRequest is the body of POST /api/v1/gdpr/subjects/{user}/erase.
+type EraseRequest struct {
+	// Reason says why the subject is erased (the request's reference);
+	// it is kept in the audit trail. Required.
+	Reason string `json:"reason"`
+}
+
+// maxEraseBody bounds the erase request body.
+const maxEraseBody = 16 << 10
+
+// maxReasonLen bounds the reason.
+const maxReasonLen = 1024
+
+// EraseResult is the answer to an erasure.
+type EraseResult struct {
+	// Subject is the pseudonym the user now appears under; the clear id
+	// is not repeated.
+	Subject string `json:"subject"`
+	// ErasedEvents is how many events were rewritten.
+	ErasedEvents int `json:"erased_events"`
+	// ScrubbedPages is how many free database pages were zeroed, so the
+	// old values are gone from the file too.
+	ScrubbedPages int `json:"scrubbed_pages"`
+	// ErasedAt is when the erasure finished.
+	ErasedAt time.Time `json:"erased_at"`
+	// Note says what was and was not changed.
+	Note string `json:"note"`
+}
+
+// pseudonym is the keyed pseudonym of a personal value: the same HMAC
+// token the redactor gives secrets, so equal values stay linkable by
+// whoever holds the key (pseudonymization, Art. 4(5)) and nobody else can
+// reverse or confirm them. Ports are removed, not pseudonymized: a token
+// is no port.
+func (a *api) pseudonym(field, value string) string {
+	if field == "client_port" {
+		return ""
+	}
+	return a.redactor.Token(value)
+}
+
+// subjectRequest returns r with the user segment of its path replaced by
+// the subject's pseudonym, for the audit record: the trail of an erasure
+// must not bring back the id it erased.
+func subjectRequest(r *http.Request, user, pseud string) *http.Request {
+	u := *r.URL
+	u.Path = strings.Replace(u.Path, "/subjects/"+user+"/", "/subjects/"+pseud+"/", 1)
+	u.RawPath = ""
+	r2 := r.WithContext(r.Context())
+	r2.URL = &u
+	return r2
+}
+
+// subjectCall checks what both subject endpoints need (a key able to see
+// every workspace for erasure, a user id, the pseudonym key) and returns
+// the user, its pseudonym and the request to audit.
+func (a *api) subjectCall(w http.ResponseWriter, r *http.Request, action string, global bool) (user, pseud string, audit *http.Request, ok bool) {
+	key, _ := principalFrom(r.Context())
+	user = r.PathValue("user")
+	if a.redactor == nil {
+		a.record(subjectRequest(r, user, "{user}"), key, action, http.StatusServiceUnavailable, nil)
+		writeProblem(w, r, http.StatusServiceUnavailable, "subject requests need the HMAC key for pseudonyms, and this admin API was started without one")
+		return "", "", nil, false
+	}
+	pseud = a.redactor.Token(user)
+	audit = subjectRequest(r, user, pseud)
+	if user == "" || len(user) > maxSubjectLen {
+		a.record(audit, key, action, http.StatusBadRequest, map[string]any{"subject": pseud})
+		writeProblem(w, r, http.StatusBadRequest, fmt.Sprintf("path parameter user: expects a user id of 1 to %d bytes", maxSubjectLen))
+		return "", "", nil, false
+	}
+	// The refusal is recorded through the pseudonymized request too.
+	if global && !a.requireGlobal(w, audit, "an erasure rewrites the subject's events in every workspace") {
+		return "", "", nil, false
+	}
+	return user, pseud, audit, true
+}
+
+// subjectExport serves GET /api/v1/gdpr/subjects/{user}/export: every
+// event of the user (Art. 15), newest first, streamed with flat memory,
+// in the caller's scope. The row count and SHA-256 of the body follow as
+// trailers and go into the audit record, which names the subject by its
+// pseudonym only.
+func (a *api) subjectExport(w http.ResponseWriter, r *http.Request) {
+	key, _ := principalFrom(r.Context())
+	user, pseud, audit, ok := a.subjectCall(w, r, actionSubjectExport, false)
+	if !ok {
+		return
+	}
+	var q subjectExportQuery
+	if err := parseParams(r.URL.RawQuery, &q, subjectExportParams); err != nil {
+		a.record(audit, key, actionSubjectExport, http.StatusBadRequest, map[string]any{"subject": pseud, "reason": err.Error()})
+		writeProblem(w, r, http.StatusBadRequest, err.Error())
+		return
+	}
+	f := storage.Filter{User: user}
+	if !a.scopeFilter(w, audit, key, &f) {
+		return
+	}
+	jsonArray := q.format == "json"
+	h := w.Header()
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Trailer", "X-Export-Rows, X-Export-Sha256")
+	if jsonArray {
+		h.Set("Content-Type", "application/json")
+		h.Set("Content-Disposition", `attachment; filename="subject-export.json"`)
+	} else {
+		h.Set("Content-Type", "application/x-ndjson")
+		h.Set("Content-Disposition", `attachment; filename="subject-export.ndjson"`)
+	}
+	sum := sha256.New()
+	out := bufio.NewWriterSize(io.MultiWriter(w, sum), 32<<10)
+	rows, err := streamSubject(r, a.store, f, out, jsonArray)
+	if err == nil {
+		err = out.Flush()
+	}
+	if err != nil {
+		a.log.Error("streaming subject export", "error", err, "rows", rows)
+		panic(http.ErrAbortHandler) // a cut stream must not look complete
+	}
+	digest := hex.EncodeToString(sum.Sum(nil))
+	h.Set("X-Export-Rows", strconv.FormatInt(rows, 10))
+	h.Set("X-Export-Sha256", digest)
+	details := map[string]any{"subject": pseud, "format": "ndjson", "rows": rows, "sha256": digest}
+	if jsonArray {
+		details["format"] = "json"
+	}
+	if f.Workspace != "" {
+		details["workspace"] = f.Workspace
+	}
+	a.record(audit, key, actionSubjectExport, http.StatusOK, details)
+}
+
+// streamSubject writes the events of f to out, one JSON object a line or
+// as {"events": [...]}, and returns how many it wrote.
+func streamSubject(r *http.Request, store *storage.Store, f storage.Filter, out *bufio.Writer, jsonArray bool) (int64, error) {
+	var rows int64
+	if jsonArray {
+		if _, err := out.WriteString(`{"events":[`); err != nil {
+			return 0, err
+		}
+	}
+	err := store.Scan(r.Context(), f, func(ev *storage.Event) error {
+		b, err := json.Marshal(ev)
+		if err != nil {
+			return err
+		}
+		if jsonArray && rows > 0 {
+			if err := out.WriteByte(','); err != nil {
+				return err
+			}
+		}
+		if _, err := out.Write(b); err != nil {
+			return err
+		}
+		if !jsonArray {
+			if err := out.WriteByte('\n'); err != nil {
+				return err
+			}
+		}
+		rows++
+		return nil
+	})
+	if err != nil {
+		return rows, err
+	}
+	if jsonArray {
+		_, err = out.WriteString("]}\n")
+	}
+	return rows, err
+}
+
+// subjectErase serves POST /api/v1/gdpr/subjects/{user}/erase: replaces
+// the user's personal fields in every stored event (and in alerts about
+// them) with keyed pseudonyms (Art. 17). It needs a key that sees every
+// workspace, since the subject's events may span them, and a reason.
+// The integrity chain stays verifiable. The audit record names the
+// subject by pseudonym only.
+func (a *api) subjectErase(w http.ResponseWriter, r *http.Request) {
+	key, _ := principalFrom(r.Context())
+	user, pseud, audit, ok := a.subjectCall(w, r, actionSubjectErase, true)
+	if !ok {
+		return
+	}
+	var req EraseRequest
+	sw := &statusWriter{ResponseWriter: w}
+	if !readJSON(sw, r, maxEraseBody, &req, true, `{"reason": "..."}`) {
+		a.record(audit, key, actionSubjectErase, sw.status(), map[string]any{"subject": pseud})
+		return
+	}
+	req.Reason = strings.TrimSpace(req.Reason)
+	if req.Reason == "" || len(req.Reason) > maxReasonLen {
+		a.record(audit, key, actionSubjectErase, http.StatusBadRequest, map[string]any{"subject": pseud})
+		writeProblem(w, r, http.StatusBadRequest, fmt.Sprintf(`body field reason: required, 1 to %d bytes, such as the reference of the erasure request`, maxReasonLen))
+		return
+	}
+	// A reason is free text: a requester's name or the user id itself
+	// may be in it, so it is stored as the operator typed it only when it
+	// does not repeat the id.
+	reason := strings.ReplaceAll(req.Reason, user, pseud)
+	n, err := a.store.EraseSubject(user, a.pseudonym)
+	if err != nil {
+		a.record(audit, key, actionSubjectErase, http.StatusInternalServerError, map[string]any{"subject": pseud, "reason": reason, "erased_events": n})
+		a.storeError(w, r, "erasing the data subject", err)
+		return
+	}
+	// The old values are still in the pages the rewrite freed; zero them
+	// so that a raw read of the file finds nothing either.
+	scrubbed, err := a.store.ScrubFreePages()
+	res := EraseResult{
+		Subject: pseud, ErasedEvents: n, ErasedAt: a.now().UTC(), ScrubbedPages: scrubbed,
+		Note: "user, client IP and port, user agent, referer, query, forwarded chain and headers were replaced by keyed pseudonyms in every event recorded with this user, and in alerts about them; paths and admin API records that mention the user elsewhere are unchanged",
+	}
+	if err != nil {
+		a.log.Error("scrubbing free pages after an erasure", "error", err)
+		res.Note += "; zeroing the freed database pages failed (see the server log), so the old values may remain in unused pages of the file until they are reused"
+	}
+	a.record(audit, key, actionSubjectErase, http.StatusOK, map[string]any{"subject": pseud, "reason": reason, "erased_events": n, "scrubbed_pages": scrubbed})
+	writeJSON(w, http.StatusOK, res)
+}
