@@ -207,6 +207,16 @@ func (a *api) searchEvents(w http.ResponseWriter, r *http.Request) {
 	a.answerPage(w, r, "events.search", q)
 }
 
+// parseFilterQuery parses raw into q with ps, then checks the time range
+// of the filter that get finds in q.
+func parseFilterQuery[Q any](raw string, q *Q, ps params[Q], get func(*Q) *eventsQuery) error {
+	if err := parseParams(raw, q, ps); err != nil {
+		return err
+	}
+	f := get(q).filter
+	return checkTimeRange(f.From, f.To)
+}
+
 // suspiciousParams are the search's parameters without suspicious, which
 // GET /api/v1/events/suspicious forces to true.
 var suspiciousParams = func() params[eventsQuery] {
@@ -222,11 +232,7 @@ var suspiciousParams = func() params[eventsQuery] {
 // page; min_risk narrows to the riskiest instead.
 func (a *api) suspiciousEvents(w http.ResponseWriter, r *http.Request) {
 	q := eventsQuery{limit: defaultPageSize}
-	err := parseParams(r.URL.RawQuery, &q, suspiciousParams)
-	if err == nil {
-		err = checkTimeRange(q.filter.From, q.filter.To)
-	}
-	if err != nil {
+	if err := parseFilterQuery(r.URL.RawQuery, &q, suspiciousParams, func(q *eventsQuery) *eventsQuery { return q }); err != nil {
 		writeProblem(w, r, http.StatusBadRequest, err.Error())
 		return
 	}

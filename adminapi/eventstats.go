@@ -76,11 +76,7 @@ func (a *api) badFilterOrStoreError(w http.ResponseWriter, r *http.Request, doin
 func (a *api) eventStats(w http.ResponseWriter, r *http.Request) {
 	key, _ := principalFrom(r.Context())
 	q := statsQuery{top: defaultTop}
-	err := parseParams(r.URL.RawQuery, &q, statsParams)
-	if err == nil {
-		err = checkTimeRange(q.filter.From, q.filter.To)
-	}
-	if err != nil {
+	if err := parseFilterQuery(r.URL.RawQuery, &q, statsParams, func(q *statsQuery) *eventsQuery { return &q.eventsQuery }); err != nil {
 		writeProblem(w, r, http.StatusBadRequest, err.Error())
 		return
 	}
@@ -174,11 +170,7 @@ type timeseries struct {
 func (a *api) eventTimeseries(w http.ResponseWriter, r *http.Request) {
 	key, _ := principalFrom(r.Context())
 	q := timeseriesQuery{interval: "hour", loc: time.UTC}
-	err := parseParams(r.URL.RawQuery, &q, timeseriesParams)
-	if err == nil {
-		err = checkTimeRange(q.filter.From, q.filter.To)
-	}
-	if err != nil {
+	if err := parseFilterQuery(r.URL.RawQuery, &q, timeseriesParams, func(q *timeseriesQuery) *eventsQuery { return &q.eventsQuery }); err != nil {
 		writeProblem(w, r, http.StatusBadRequest, err.Error())
 		return
 	}
@@ -201,6 +193,7 @@ func (a *api) eventTimeseries(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var buckets []storage.TimeCount
+	var err error
 	switch q.interval {
 	case "minute":
 		buckets, err = a.store.CountByStep(r.Context(), q.filter, time.Minute, q.loc)

@@ -63,7 +63,7 @@ type exportQuery struct {
 // paging (an export streams every match), and the format.
 var exportParams = filterParams(func(q *exportQuery) *eventsQuery { return &q.eventsQuery }, params[exportQuery]{
 	"format": {doc: "ndjson (default; one event per line, in store order, verifiable offline when unfiltered), " +
-		"csv (fixed columns, every cell quoted, spreadsheet formulas defused), json ({\"events\":[...]}), " +
+		"csv (columns " + csvColumnNames() + "; every cell quoted, spreadsheet formulas defused), json ({\"events\":[...]}), " +
 		"ocsf (NDJSON of OCSF " + ocsfVersion + " HTTP Activity, class 4002) or ecs (NDJSON with Elastic Common Schema " + ecsVersion + " field names). " +
 		"All but ndjson list the newest event first.",
 		parse: func(q *exportQuery, v string) error {
@@ -78,10 +78,8 @@ var exportParams = filterParams(func(q *exportQuery) *eventsQuery { return &q.ev
 // parseExportQuery parses a raw export query string.
 func parseExportQuery(raw string) (exportQuery, error) {
 	q := exportQuery{format: "ndjson"}
-	if err := parseParams(raw, &q, exportParams); err != nil {
-		return q, err
-	}
-	return q, checkTimeRange(q.filter.From, q.filter.To)
+	err := parseFilterQuery(raw, &q, exportParams, func(q *exportQuery) *eventsQuery { return &q.eventsQuery })
+	return q, err
 }
 
 // exportEvents serves GET /api/v1/events/export. The default format,

@@ -81,6 +81,15 @@ var csvColumns = []csvColumn{
 	{"erased", func(ev *storage.Event) string { return strconv.FormatBool(ev.Erased) }},
 }
 
+// csvColumnNames lists the columns for the API documentation.
+func csvColumnNames() string {
+	names := make([]string, len(csvColumns))
+	for i, c := range csvColumns {
+		names[i] = c.name
+	}
+	return strings.Join(names, ", ")
+}
+
 func itoaNonZero(n int64) string {
 	if n == 0 {
 		return ""

@@ -154,7 +154,7 @@ func toECS(ev *storage.Event) ecsEvent {
 		if ev.Status != 0 {
 			e.HTTP.Response = &ecsHTTPResponse{StatusCode: ev.Status, Body: &ecsBody{Bytes: ev.BytesOut}}
 		}
-		host, port := splitHostPort(ev.Host)
+		host, port := splitRemote(ev.Host)
 		e.URL = &ecsURL{Domain: host, Port: port, Path: ev.Path, Query: ev.Query, Scheme: ev.Scheme, Original: urlString(ev)}
 	}
 	if ev.ClientIP != "" {

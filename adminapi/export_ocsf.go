@@ -3,7 +3,6 @@ package adminapi
 import (
 	"bufio"
 	"encoding/json"
-	"net"
 	"strconv"
 	"strings"
 
@@ -185,7 +184,7 @@ func toOCSF(ev *storage.Event) ocsfEvent {
 		o.Message = ev.Action
 	}
 	if method != "" || ev.Path != "" {
-		host, port := splitHostPort(ev.Host)
+		host, port := splitRemote(ev.Host) // a Host without a port comes back whole
 		o.HTTPRequest = &ocsfHTTPRequest{
 			HTTPMethod: method, UserAgent: ev.UserAgent, Referrer: ev.Referer, UID: ev.RequestID,
 			Version: strings.TrimPrefix(ev.Proto, "HTTP/"), Length: ev.BytesIn,
@@ -236,17 +235,6 @@ func auditExtras(ev *storage.Event) map[string]any {
 	set("details", ev.Details, len(ev.Details) > 0)
 	set("erased", ev.Erased, ev.Erased)
 	return m
-}
-
-// splitHostPort splits a Host header value; a host without a port comes
-// back whole, with port 0.
-func splitHostPort(hostport string) (string, int) {
-	host, port, err := net.SplitHostPort(hostport)
-	if err != nil {
-		return hostport, 0
-	}
-	p, _ := strconv.Atoi(port)
-	return host, p
 }
 
 // urlString rebuilds the request URL from its recorded parts (the query
