@@ -11,7 +11,9 @@ import (
 
 // The CSV export (RFC 4180, CRLF line ends, a header row) has a fixed
 // column list, csvColumns, so a spreadsheet or a script can rely on it
-// across versions: new columns are only ever appended.
+// across versions: new columns are only ever appended. A number the
+// event does not have (no status, no port, no duration) is an empty cell
+// rather than 0.
 //
 // Every cell is quoted and, as OWASP's CSV injection guidance advises, a
 // cell that starts with = + - @ tab, CR or LF gets a leading apostrophe,
