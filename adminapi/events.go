@@ -3,8 +3,10 @@ package adminapi
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -13,14 +15,44 @@ import (
 	"github.com/caddy-audit/caddy-audit/storage"
 )
 
-// eventRoutes are the event search and export endpoints.
+// eventRoutes are the event search, read, statistics and export
+// endpoints. The literal paths (/export, /stats, /timeseries,
+// /suspicious) win over /{id} in the mux, so no id can shadow them.
 func (a *api) eventRoutes() []route {
 	return []route{
 		{method: http.MethodGet, path: "/api/v1/events", perm: permEventsRead, h: a.searchEvents,
 			summary: "Search audit events, newest first, with cursor pagination", query: eventParams.docs(), resp: eventsPage{}},
+		{method: http.MethodGet, path: "/api/v1/events/suspicious", perm: permEventsRead, h: a.suspiciousEvents,
+			summary: "Suspicious events (risk score 40 or more), newest first, with cursor pagination: the search with suspicious=true forced", query: suspiciousParams.docs(), resp: eventsPage{}},
+		{method: http.MethodGet, path: "/api/v1/events/{id}", perm: permEventsRead, h: a.getEvent,
+			summary: "Read one audit event by its id (a ULID)", resp: storage.Event{}},
+		{method: http.MethodGet, path: "/api/v1/events/stats", perm: permEventsRead, h: a.eventStats,
+			summary: "Counts of the matching events: total, by status class, risk level and outcome, top users, paths and client addresses", query: statsParams.docs(), resp: eventStats{}},
+		{method: http.MethodGet, path: "/api/v1/events/timeseries", perm: permEventsRead, h: a.eventTimeseries,
+			summary: "Counts of the matching events per minute, hour or day", query: timeseriesParams.docs(), resp: timeseries{}},
 		{method: http.MethodGet, path: "/api/v1/events/export", perm: permEventsExport, h: a.exportEvents,
-			summary: "Export audit events as NDJSON, streamed; row count and SHA-256 in trailers", query: exportParams(), resp: "application/x-ndjson"},
+			summary: "Export the matching events, streamed, as NDJSON (verifiable when unfiltered), CSV, JSON, OCSF HTTP Activity or ECS; row count and SHA-256 in trailers", query: exportParams.docs(), resp: "application/x-ndjson"},
 	}
+}
+
+// filterParams are eventParams without paging (limit, cursor) and
+// without the names in drop, lifted onto a query type Q that embeds an
+// eventsQuery (get finds it), plus extra: the filters of the exports,
+// statistics and time series, from the one table that parses the
+// search's, so every endpoint filters alike.
+func filterParams[Q any](get func(*Q) *eventsQuery, extra params[Q], drop ...string) params[Q] {
+	out := params[Q]{}
+	for name, p := range eventParams {
+		if name == "limit" || name == "cursor" || slices.Contains(drop, name) {
+			continue
+		}
+		out[name] = param[Q]{doc: p.doc, typ: p.typ, format: p.format,
+			parse: func(q *Q, v string) error { return p.parse(get(q), v) }}
+	}
+	for name, p := range extra {
+		out[name] = p
+	}
+	return out
 }
 
 // defaultPageSize is the page size when the client names none: enough for
@@ -167,12 +199,52 @@ func parseEventsQuery(raw string) (eventsQuery, error) {
 
 // searchEvents serves GET /api/v1/events.
 func (a *api) searchEvents(w http.ResponseWriter, r *http.Request) {
-	key, _ := principalFrom(r.Context())
 	q, err := parseEventsQuery(r.URL.RawQuery)
 	if err != nil {
 		writeProblem(w, r, http.StatusBadRequest, err.Error())
 		return
 	}
+	a.answerPage(w, r, "events.search", q)
+}
+
+// parseFilterQuery parses raw into q with ps, then checks the time range
+// of the filter that get finds in q.
+func parseFilterQuery[Q any](raw string, q *Q, ps params[Q], get func(*Q) *eventsQuery) error {
+	if err := parseParams(raw, q, ps); err != nil {
+		return err
+	}
+	f := get(q).filter
+	return checkTimeRange(f.From, f.To)
+}
+
+// suspiciousParams are the search's parameters without suspicious, which
+// GET /api/v1/events/suspicious forces to true.
+var suspiciousParams = func() params[eventsQuery] {
+	ps := maps.Clone(eventParams)
+	delete(ps, "suspicious")
+	return ps
+}()
+
+// suspiciousEvents serves GET /api/v1/events/suspicious: the search with
+// suspicious=true forced, in the same order (newest first) and with the
+// same cursors. Ordering by risk instead would need a sort of every match
+// before the first page, which the store's time-ordered cursors cannot
+// page; min_risk narrows to the riskiest instead.
+func (a *api) suspiciousEvents(w http.ResponseWriter, r *http.Request) {
+	q := eventsQuery{limit: defaultPageSize}
+	if err := parseFilterQuery(r.URL.RawQuery, &q, suspiciousParams, func(q *eventsQuery) *eventsQuery { return q }); err != nil {
+		writeProblem(w, r, http.StatusBadRequest, err.Error())
+		return
+	}
+	yes := true
+	q.filter.Suspicious = &yes
+	a.answerPage(w, r, "events.suspicious", q)
+}
+
+// answerPage answers one page of q, scoped to the caller's workspace, and
+// records it as action.
+func (a *api) answerPage(w http.ResponseWriter, r *http.Request, action string, q eventsQuery) {
+	key, _ := principalFrom(r.Context())
 	if !a.scopeFilter(w, r, key, &q.filter) {
 		return
 	}
@@ -193,11 +265,38 @@ func (a *api) searchEvents(w http.ResponseWriter, r *http.Request) {
 		page.Events = []storage.Event{} // clients iterate "events"; null would break them
 	}
 
-	a.record(r, key, "events.search", http.StatusOK, map[string]any{
+	a.record(r, key, action, http.StatusOK, map[string]any{
 		"returned": len(page.Events),
 		"filter":   filterDetails(q.filter),
 	})
 	writeJSON(w, http.StatusOK, eventsPage{Events: page.Events, NextCursor: page.NextCursor})
+}
+
+// getEvent serves GET /api/v1/events/{id}. An event of a workspace the
+// caller may not see is answered 404 like a missing one, so the answer
+// does not confirm the id exists.
+func (a *api) getEvent(w http.ResponseWriter, r *http.Request) {
+	key, _ := principalFrom(r.Context())
+	id := r.PathValue("id")
+	if _, ok := storage.IDTime(id); !ok {
+		writeProblem(w, r, http.StatusBadRequest, fmt.Sprintf("path parameter id: expects an event id, a 26-character ULID such as 01JPBW3N2Q8V4XG7M5K9T0RZ6C (got %q)", truncate(id, 64)))
+		return
+	}
+	ev, err := a.store.EventByID(r.Context(), id)
+	if err == nil && !inScope(r, ev.Workspace) {
+		err = storage.ErrNotFound
+	}
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		a.record(r, key, "events.get", http.StatusNotFound, map[string]any{"event_id": id})
+		writeProblem(w, r, http.StatusNotFound, fmt.Sprintf("no event with id %q", id))
+		return
+	case err != nil:
+		a.storeError(w, r, "reading an audit event", err)
+		return
+	}
+	a.record(r, key, "events.get", http.StatusOK, map[string]any{"event_id": ev.ID, "seq": ev.Seq})
+	writeJSON(w, http.StatusOK, ev)
 }
 
 // filterDetails names the filter's set fields with the API's parameter

@@ -202,7 +202,15 @@ func New(cfg Config) (http.Handler, error) {
 		}
 	}
 	for path, methods := range allowed {
-		a.mux.Handle(path, methodNotAllowed(methods))
+		// One pattern per other method, not a method-less one: "/a/b"
+		// would conflict in the mux with "GET /a/{id}" (neither is more
+		// specific). Unknown methods fall through to the 404 below.
+		h := methodNotAllowed(methods)
+		for _, m := range standardMethods {
+			if !slices.Contains(methods, m) {
+				a.mux.Handle(m+" "+path, h)
+			}
+		}
 	}
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, http.StatusNotFound, "no such endpoint; the API lives under /api/v1")
@@ -217,6 +225,12 @@ func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func healthz(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// standardMethods are the methods a route may be refused with 405.
+var standardMethods = []string{
+	http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+	http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace,
 }
 
 func methodNotAllowed(methods []string) http.Handler {
