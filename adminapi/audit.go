@@ -4,7 +4,9 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 
 	"github.com/caddy-audit/caddy-audit/policy"
 	"github.com/caddy-audit/caddy-audit/storage"
@@ -29,16 +31,23 @@ func (a *api) record(r *http.Request, key storage.APIKey, action string, status 
 		Action: action,
 		Method: policy.Clean(r.Method),
 		Host:   policy.Clean(r.Host),
-		Path:   policy.Clean(r.URL.EscapedPath()),
-		// The raw query is safe to keep: API keys travel in a header, and
-		// the parameters are the filter, which is what an auditor wants.
-		Query:     policy.Clean(r.URL.RawQuery),
+		Path:   policy.Clean(a.subjectPath(r)),
+		// The query is safe to keep once the subject is tokenized: API
+		// keys travel in a header, and the parameters are the filter,
+		// which is what an auditor wants.
+		Query:     policy.Clean(a.subjectQuery(r)),
 		Proto:     r.Proto,
 		Status:    status,
 		Outcome:   storage.Outcome(status),
 		UserAgent: policy.Clean(r.UserAgent()),
 		Workspace: storage.AuditWorkspace,
 		Details:   details,
+	}
+	filter, _ := details["filter"].(map[string]any)
+	for _, d := range []map[string]any{details, filter} {
+		if u, ok := d[subjectParam].(string); ok {
+			d[subjectParam] = a.subjectToken(u)
+		}
 	}
 	if key.Workspace != "" {
 		// The principal's own scope, for "what did acme's key do".
@@ -51,6 +60,52 @@ func (a *api) record(r *http.Request, key storage.APIKey, action string, status 
 	if err := a.recorder.Enqueue(ev); err != nil {
 		a.log.Warn("recording admin API use", "action", action, "error", err)
 	}
+}
+
+// subjectParam is the path value and query parameter that carry a data
+// subject's id: the GDPR subject routes, the risk profile, the user
+// filter of searches and exports.
+const subjectParam = "user"
+
+// subjectToken is what the admin trail keeps of a data subject's id: its
+// keyed token, which matches the subject's other records for whoever
+// holds the key, so an investigator can still follow who looked up whom,
+// while an erasure (which removes the clear id from events) is not undone
+// by the record of the lookups. Without a key the id is dropped.
+func (a *api) subjectToken(user string) string {
+	if a.redactor == nil {
+		return "{" + subjectParam + "}"
+	}
+	return a.redactor.Token(user)
+}
+
+// subjectPath is r's path with the subject's segment tokenized.
+func (a *api) subjectPath(r *http.Request) string {
+	path := r.URL.EscapedPath()
+	user := r.PathValue(subjectParam)
+	if user == "" {
+		return path
+	}
+	segs := strings.Split(path, "/")
+	for i, seg := range segs {
+		if v, err := url.PathUnescape(seg); err == nil && v == user {
+			segs[i] = a.subjectToken(user)
+			break
+		}
+	}
+	return strings.Join(segs, "/")
+}
+
+// subjectQuery is r's raw query with the user filter tokenized.
+func (a *api) subjectQuery(r *http.Request) string {
+	vals, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil || !vals.Has(subjectParam) {
+		return r.URL.RawQuery
+	}
+	for i, u := range vals[subjectParam] {
+		vals[subjectParam][i] = a.subjectToken(u)
+	}
+	return vals.Encode()
 }
 
 // splitRemote splits a RemoteAddr into host and port. The admin listener

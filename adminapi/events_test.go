@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-audit/caddy-audit/policy"
 	"github.com/caddy-audit/caddy-audit/storage"
 )
 
@@ -260,9 +261,13 @@ func TestEventsWorkspaceScope(t *testing.T) {
 
 func TestEventsRecordsAuditEvent(t *testing.T) {
 	e := newEnv(t, nil)
+	redactor := policy.NewRedactor([]byte("0123456789abcdef0123456789abcdef"), nil, nil)
+	e.h, _ = New(Config{Store: e.store, Recorder: e.rec, Now: func() time.Time { return e.clock }, Redactor: redactor})
 	filterFixture(e)
 	var keyID string
 	secret := e.key("auditor", "", func(k *storage.APIKey) { keyID = k.ID })
+	// The searched user is a data subject: the trail keeps its token.
+	alice := redactor.Token("alice")
 
 	req := httptest.NewRequest(http.MethodGet, "/api/v1/events?user=alice&status=200&limit=5", nil)
 	req.Header.Set("Authorization", "Bearer "+secret)
@@ -291,7 +296,7 @@ func TestEventsRecordsAuditEvent(t *testing.T) {
 		{"client_port", ev.ClientPort, 54321},
 		{"method", ev.Method, http.MethodGet},
 		{"path", ev.Path, "/api/v1/events"},
-		{"query", ev.Query, "user=alice&status=200&limit=5"},
+		{"query", ev.Query, "limit=5&status=200&user=" + url.QueryEscape(alice)},
 		{"status", ev.Status, 200},
 		{"outcome", ev.Outcome, "success"},
 		{"returned", ev.Details["returned"], 1},
@@ -305,8 +310,8 @@ func TestEventsRecordsAuditEvent(t *testing.T) {
 		t.Errorf("id %q, time %v: want an id and UTC", ev.ID, ev.Time)
 	}
 	filter, _ := ev.Details["filter"].(map[string]any)
-	if filter["user"] != "alice" || filter["status"] != 200 || len(filter) != 2 {
-		t.Errorf("details.filter = %v, want user alice and status 200", filter)
+	if filter["user"] != alice || filter["status"] != 200 || len(filter) != 2 {
+		t.Errorf("details.filter = %v, want user %s and status 200", filter, alice)
 	}
 	if strings.Contains(fmt.Sprint(ev), secret) {
 		t.Error("audit event contains the API key")
@@ -404,5 +409,42 @@ func TestEventsRiskAndClassFilters(t *testing.T) {
 	}
 	for _, bad := range []string{"status_class=9", "risk_level=severe", "min_risk=101", "suspicious=maybe"} {
 		wantProblem(t, e.get("/api/v1/events?"+bad, admin), http.StatusBadRequest, strings.SplitN(bad, "=", 2)[0])
+	}
+}
+
+// TestAuditKeepsSubjectsTokenized: whatever the outcome, the admin trail
+// names a looked-up data subject by token only, so an erasure of the
+// subject's events is not undone by the record of who looked them up.
+func TestAuditKeepsSubjectsTokenized(t *testing.T) {
+	e := newEnv(t, nil)
+	redactor := policy.NewRedactor([]byte("0123456789abcdef0123456789abcdef"), nil, nil)
+	e.h, _ = New(Config{Store: e.store, Recorder: e.rec, Now: func() time.Time { return e.clock }, Redactor: redactor})
+	filterFixture(e)
+	admin, auditor := e.key("admin", "", nil), e.key("auditor", "", nil)
+	for _, c := range []struct {
+		target, secret string
+		status         int
+	}{
+		{"/api/v1/risk/users/alice", admin, http.StatusOK},
+		{"/api/v1/gdpr/subjects/alice/export", auditor, http.StatusForbidden},
+		{"/api/v1/gdpr/subjects/alice/export?format=xml", admin, http.StatusBadRequest},
+		{"/api/v1/events/export?user=alice&format=csv", admin, http.StatusOK},
+		{"/api/v1/events?user=alice&limit=0", admin, http.StatusBadRequest},
+	} {
+		if w := e.get(c.target, c.secret); w.Code != c.status {
+			t.Fatalf("%s: status %d, want %d: %s", c.target, w.Code, c.status, w.Body)
+		}
+	}
+	got := e.rec.recorded()
+	if len(got) != 5 {
+		t.Fatalf("recorded %d events, want 5", len(got))
+	}
+	token := redactor.Token("alice")
+	for _, ev := range got {
+		if s := fmt.Sprint(ev.Path, ev.Query, ev.Details); strings.Contains(s, "alice") {
+			t.Errorf("%s recorded the subject in clear: %s", ev.Action, s)
+		} else if !strings.Contains(s, token) && !strings.Contains(s, url.QueryEscape(token)) {
+			t.Errorf("%s recorded no token of the subject: %s", ev.Action, s)
+		}
 	}
 }

@@ -84,41 +84,28 @@ func (a *api) pseudonym(field, value string) string {
 	return a.redactor.Token(value)
 }
 
-// subjectRequest returns r with the user segment of its path replaced by
-// the subject's pseudonym, for the audit record: the trail of an erasure
-// must not bring back the id it erased.
-func subjectRequest(r *http.Request, user, pseud string) *http.Request {
-	u := *r.URL
-	u.Path = strings.Replace(u.Path, "/subjects/"+user+"/", "/subjects/"+pseud+"/", 1)
-	u.RawPath = ""
-	r2 := r.WithContext(r.Context())
-	r2.URL = &u
-	return r2
-}
-
 // subjectCall checks what both subject endpoints need (a key able to see
 // every workspace for erasure, a user id, the pseudonym key) and returns
-// the user, its pseudonym and the request to audit.
-func (a *api) subjectCall(w http.ResponseWriter, r *http.Request, action string, global bool) (user, pseud string, audit *http.Request, ok bool) {
+// the user and its pseudonym. The audit records of these calls carry the
+// pseudonym only (record tokenizes the user path value).
+func (a *api) subjectCall(w http.ResponseWriter, r *http.Request, action string, global bool) (user, pseud string, ok bool) {
 	key, _ := principalFrom(r.Context())
 	user = r.PathValue("user")
 	if a.redactor == nil {
-		a.record(subjectRequest(r, user, "{user}"), key, action, http.StatusServiceUnavailable, nil)
+		a.record(r, key, action, http.StatusServiceUnavailable, nil)
 		writeProblem(w, r, http.StatusServiceUnavailable, "subject requests need the HMAC key for pseudonyms, and this admin API was started without one")
-		return "", "", nil, false
+		return "", "", false
 	}
 	pseud = a.redactor.Token(user)
-	audit = subjectRequest(r, user, pseud)
 	if user == "" || len(user) > maxSubjectLen {
-		a.record(audit, key, action, http.StatusBadRequest, map[string]any{"subject": pseud})
+		a.record(r, key, action, http.StatusBadRequest, map[string]any{"subject": pseud})
 		writeProblem(w, r, http.StatusBadRequest, fmt.Sprintf("path parameter user: expects a user id of 1 to %d bytes", maxSubjectLen))
-		return "", "", nil, false
+		return "", "", false
 	}
-	// The refusal is recorded through the pseudonymized request too.
-	if global && !a.requireGlobal(w, audit, "an erasure rewrites the subject's events in every workspace") {
-		return "", "", nil, false
+	if global && !a.requireGlobal(w, r, "an erasure rewrites the subject's events in every workspace") {
+		return "", "", false
 	}
-	return user, pseud, audit, true
+	return user, pseud, true
 }
 
 // subjectExport serves GET /api/v1/gdpr/subjects/{user}/export: every
@@ -128,18 +115,18 @@ func (a *api) subjectCall(w http.ResponseWriter, r *http.Request, action string,
 // pseudonym only.
 func (a *api) subjectExport(w http.ResponseWriter, r *http.Request) {
 	key, _ := principalFrom(r.Context())
-	user, pseud, audit, ok := a.subjectCall(w, r, actionSubjectExport, false)
+	user, pseud, ok := a.subjectCall(w, r, actionSubjectExport, false)
 	if !ok {
 		return
 	}
 	var q subjectExportQuery
 	if err := parseParams(r.URL.RawQuery, &q, subjectExportParams); err != nil {
-		a.record(audit, key, actionSubjectExport, http.StatusBadRequest, map[string]any{"subject": pseud, "reason": err.Error()})
+		a.record(r, key, actionSubjectExport, http.StatusBadRequest, map[string]any{"subject": pseud, "reason": err.Error()})
 		writeProblem(w, r, http.StatusBadRequest, err.Error())
 		return
 	}
 	f := storage.Filter{User: user}
-	if !a.scopeFilter(w, audit, key, &f) {
+	if !a.scopeFilter(w, r, key, &f) {
 		return
 	}
 	jsonArray := q.format == "json"
@@ -174,7 +161,7 @@ func (a *api) subjectExport(w http.ResponseWriter, r *http.Request) {
 	if f.Workspace != "" {
 		details["workspace"] = f.Workspace
 	}
-	a.record(audit, key, actionSubjectExport, http.StatusOK, details)
+	a.record(r, key, actionSubjectExport, http.StatusOK, details)
 }
 
 // streamSubject writes the events of f to out, one JSON object a line or
@@ -224,19 +211,19 @@ func streamSubject(r *http.Request, store *storage.Store, f storage.Filter, out 
 // subject by pseudonym only.
 func (a *api) subjectErase(w http.ResponseWriter, r *http.Request) {
 	key, _ := principalFrom(r.Context())
-	user, pseud, audit, ok := a.subjectCall(w, r, actionSubjectErase, true)
+	user, pseud, ok := a.subjectCall(w, r, actionSubjectErase, true)
 	if !ok {
 		return
 	}
 	var req EraseRequest
 	sw := &statusWriter{ResponseWriter: w}
 	if !readJSON(sw, r, maxEraseBody, &req, true, `{"reason": "..."}`) {
-		a.record(audit, key, actionSubjectErase, sw.status(), map[string]any{"subject": pseud})
+		a.record(r, key, actionSubjectErase, sw.status(), map[string]any{"subject": pseud})
 		return
 	}
 	req.Reason = strings.TrimSpace(req.Reason)
 	if req.Reason == "" || len(req.Reason) > maxReasonLen {
-		a.record(audit, key, actionSubjectErase, http.StatusBadRequest, map[string]any{"subject": pseud})
+		a.record(r, key, actionSubjectErase, http.StatusBadRequest, map[string]any{"subject": pseud})
 		writeProblem(w, r, http.StatusBadRequest, fmt.Sprintf(`body field reason: required, 1 to %d bytes, such as the reference of the erasure request`, maxReasonLen))
 		return
 	}
@@ -246,7 +233,7 @@ func (a *api) subjectErase(w http.ResponseWriter, r *http.Request) {
 	reason := strings.ReplaceAll(req.Reason, user, pseud)
 	n, err := a.store.EraseSubject(user, a.pseudonym)
 	if err != nil {
-		a.record(audit, key, actionSubjectErase, http.StatusInternalServerError, map[string]any{"subject": pseud, "reason": reason, "erased_events": n})
+		a.record(r, key, actionSubjectErase, http.StatusInternalServerError, map[string]any{"subject": pseud, "reason": reason, "erased_events": n})
 		a.storeError(w, r, "erasing the data subject", err)
 		return
 	}
@@ -261,6 +248,6 @@ func (a *api) subjectErase(w http.ResponseWriter, r *http.Request) {
 		a.log.Error("scrubbing free pages after an erasure", "error", err)
 		res.Note += "; zeroing the freed database pages failed (see the server log), so the old values may remain in unused pages of the file until they are reused"
 	}
-	a.record(audit, key, actionSubjectErase, http.StatusOK, map[string]any{"subject": pseud, "reason": reason, "erased_events": n, "scrubbed_pages": scrubbed})
+	a.record(r, key, actionSubjectErase, http.StatusOK, map[string]any{"subject": pseud, "reason": reason, "erased_events": n, "scrubbed_pages": scrubbed})
 	writeJSON(w, http.StatusOK, res)
 }

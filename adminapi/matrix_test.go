@@ -28,6 +28,9 @@ type matrixFixture struct {
 	acmeAlert string
 	// acmeEvent is the id of an event in acme.
 	acmeEvent string
+	// keyID is a key other than the caller's, bindingID a binding of it to
+	// the custom role "reviewer"; "unused" is a custom role nobody holds.
+	keyID, bindingID string
 }
 
 // outsideMarkers appear only in globex's records.
@@ -36,12 +39,12 @@ var outsideMarkers = []string{"globex", "zed-outsider", "198.51.100.77", "/outsi
 func newMatrixFixture(e *testEnv) matrixFixture {
 	e.t.Helper()
 	at := func(min int) time.Time { return t0.Add(time.Duration(min-120) * time.Minute) }
-	acme := &storage.Event{ID: storage.NewID(at(1)), Time: at(1), Kind: storage.KindHTTP, Stage: storage.StageResponseComplete, Method: "GET", Path: "/api/items", Status: 200, User: "alice", Workspace: "acme", ClientIP: "192.0.2.1", RequestID: "req-acme", RiskScore: 45, RiskLevel: "medium"}
+	acme := &storage.Event{ID: storage.NewID(at(1)), Time: at(1), Kind: storage.KindHTTP, Stage: storage.StageResponseComplete, Method: "GET", Path: "/api/items", Status: 200, User: "alice", Workspace: "acme", ClientIP: "192.0.2.1", RequestID: "req-acme", RiskScore: 45, RiskLevel: "medium", Suspicious: true}
 	e.seed(
 		acme,
 		&storage.Event{Time: at(2), Kind: storage.KindHTTP, Stage: storage.StageResponseComplete, Method: "POST", Path: "/login", Status: 401, User: "bob", Workspace: "acme", ClientIP: "192.0.2.2", RequestID: "req-acme-2"},
-		&storage.Event{Time: at(3), Kind: storage.KindHTTP, Stage: storage.StageResponseComplete, Method: "DELETE", Path: "/outsider-only/7", Status: 204, User: "zed-outsider", Workspace: "globex", ClientIP: "198.51.100.77", RequestID: "req-globex", RiskScore: 80, RiskLevel: "critical"},
-		&storage.Event{Time: at(4), Kind: storage.KindHTTP, Stage: storage.StageResponseComplete, Method: "GET", Path: "/outsider-only/admin", Status: 403, User: "zed-outsider", Workspace: "globex", ClientIP: "198.51.100.77", RequestID: "req-globex-2", RiskScore: 60, RiskLevel: "high"},
+		&storage.Event{Time: at(3), Kind: storage.KindHTTP, Stage: storage.StageResponseComplete, Method: "DELETE", Path: "/outsider-only/7", Status: 204, User: "zed-outsider", Workspace: "globex", ClientIP: "198.51.100.77", RequestID: "req-globex", RiskScore: 80, RiskLevel: "critical", Suspicious: true},
+		&storage.Event{Time: at(4), Kind: storage.KindHTTP, Stage: storage.StageResponseComplete, Method: "GET", Path: "/outsider-only/admin", Status: 403, User: "zed-outsider", Workspace: "globex", ClientIP: "198.51.100.77", RequestID: "req-globex-2", RiskScore: 60, RiskLevel: "high", Suspicious: true},
 	)
 	var f matrixFixture
 	f.acmeEvent = acme.ID
@@ -63,6 +66,23 @@ func newMatrixFixture(e *testEnv) matrixFixture {
 			f.acmeAlert = al.ID
 		}
 	}
+	for _, name := range []string{"reviewer", "unused"} {
+		if err := e.store.CreateRole(storage.Role{Name: name, Permissions: []string{permEventsRead}, CreatedAt: t0, UpdatedAt: t0}); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	_, target, err := GenerateKey()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	target.Name, target.Role = "matrix target", "auditor"
+	if err := e.store.PutAPIKey(target); err != nil {
+		e.t.Fatal(err)
+	}
+	f.keyID, f.bindingID = target.ID, "rb_matrix"
+	if err := e.store.CreateBinding(storage.RoleBinding{ID: f.bindingID, Principal: target.ID, Role: "reviewer", Workspace: "acme", CreatedAt: t0}, true); err != nil {
+		e.t.Fatal(err)
+	}
 	if _, err := e.store.Checkpoint(); err != nil {
 		e.t.Fatal(err)
 	}
@@ -72,7 +92,7 @@ func newMatrixFixture(e *testEnv) matrixFixture {
 // matrixCase is how the matrix calls one route.
 type matrixCase struct {
 	// target is the request target (path with parameters filled in, and
-	// query); body is sent as is.
+	// query); body is sent with "{key_id}" replaced by the fixture's key.
 	target func(f matrixFixture) string
 	body   string
 	// want is the status an unscoped admin gets.
@@ -104,13 +124,40 @@ var matrixCases = map[string]matrixCase{
 		target: func(f matrixFixture) string { return "/api/v1/alerts/" + f.acmeAlert + "/false_positive" }, want: http.StatusOK},
 	"POST /api/v1/alerts/{id}/comments": {
 		target: func(f matrixFixture) string { return "/api/v1/alerts/" + f.acmeAlert + "/comments" }, body: `{"comment":"looking"}`, want: http.StatusCreated},
-	"GET /api/v1/openapi.json":      {target: static("/api/v1/openapi.json"), want: http.StatusOK},
-	"GET /api/v1/workspaces":        {target: static("/api/v1/workspaces"), want: http.StatusOK},
-	"POST /api/v1/workspaces":       {target: static("/api/v1/workspaces"), body: `{"id":"initech"}`, want: http.StatusCreated, global: true},
-	"GET /api/v1/workspaces/{id}":   {target: static("/api/v1/workspaces/acme"), want: http.StatusOK},
-	"PATCH /api/v1/workspaces/{id}": {target: static("/api/v1/workspaces/acme"), body: `{"retention_days":30}`, want: http.StatusOK},
-	"GET /api/v1/detectors":         {target: static("/api/v1/detectors"), want: http.StatusOK},
-	"POST /api/v1/detectors/sweep":  {target: static("/api/v1/detectors/sweep"), want: http.StatusOK, global: true},
+	"GET /api/v1/openapi.json":                {target: static("/api/v1/openapi.json"), want: http.StatusOK},
+	"GET /api/v1/workspaces":                  {target: static("/api/v1/workspaces"), want: http.StatusOK},
+	"POST /api/v1/workspaces":                 {target: static("/api/v1/workspaces"), body: `{"id":"initech"}`, want: http.StatusCreated, global: true},
+	"GET /api/v1/workspaces/{id}":             {target: static("/api/v1/workspaces/acme"), want: http.StatusOK},
+	"PATCH /api/v1/workspaces/{id}":           {target: static("/api/v1/workspaces/acme"), body: `{"retention_days":30}`, want: http.StatusOK},
+	"GET /api/v1/detectors":                   {target: static("/api/v1/detectors"), want: http.StatusOK},
+	"POST /api/v1/detectors/sweep":            {target: static("/api/v1/detectors/sweep"), want: http.StatusOK, global: true},
+	"GET /api/v1/events/{id}":                 {target: func(f matrixFixture) string { return "/api/v1/events/" + f.acmeEvent }, want: http.StatusOK},
+	"GET /api/v1/events/stats":                {target: static("/api/v1/events/stats"), want: http.StatusOK},
+	"GET /api/v1/events/timeseries":           {target: static("/api/v1/events/timeseries?interval=hour"), want: http.StatusOK},
+	"GET /api/v1/events/suspicious":           {target: static("/api/v1/events/suspicious"), want: http.StatusOK},
+	"GET /api/v1/me":                          {target: static("/api/v1/me"), want: http.StatusOK},
+	"GET /api/v1/permissions":                 {target: static("/api/v1/permissions"), want: http.StatusOK},
+	"GET /api/v1/keys":                        {target: static("/api/v1/keys"), want: http.StatusOK, global: true},
+	"POST /api/v1/keys":                       {target: static("/api/v1/keys"), body: `{"name":"ci","role":"auditor","expires_in":"24h"}`, want: http.StatusCreated, global: true},
+	"GET /api/v1/keys/{id}":                   {target: func(f matrixFixture) string { return "/api/v1/keys/" + f.keyID }, want: http.StatusOK, global: true},
+	"POST /api/v1/keys/{id}/revoke":           {target: func(f matrixFixture) string { return "/api/v1/keys/" + f.keyID + "/revoke" }, want: http.StatusOK, global: true},
+	"GET /api/v1/roles":                       {target: static("/api/v1/roles"), want: http.StatusOK, global: true},
+	"POST /api/v1/roles":                      {target: static("/api/v1/roles"), body: `{"name":"triage","permissions":["alerts:read"]}`, want: http.StatusCreated, global: true},
+	"GET /api/v1/roles/{name}":                {target: static("/api/v1/roles/reviewer"), want: http.StatusOK, global: true},
+	"PUT /api/v1/roles/{name}":                {target: static("/api/v1/roles/reviewer"), body: `{"permissions":["events:read","alerts:read"]}`, want: http.StatusOK, global: true},
+	"DELETE /api/v1/roles/{name}":             {target: static("/api/v1/roles/unused"), want: http.StatusOK, global: true},
+	"GET /api/v1/bindings":                    {target: static("/api/v1/bindings"), want: http.StatusOK, global: true},
+	"POST /api/v1/bindings":                   {target: static("/api/v1/bindings"), body: `{"principal":"{key_id}","role":"auditor","workspace":"acme"}`, want: http.StatusCreated, global: true},
+	"DELETE /api/v1/bindings/{id}":            {target: func(f matrixFixture) string { return "/api/v1/bindings/" + f.bindingID }, want: http.StatusOK, global: true},
+	"GET /api/v1/reports/soc2":                {target: static("/api/v1/reports/soc2"), want: http.StatusOK},
+	"GET /api/v1/reports/gdpr":                {target: static("/api/v1/reports/gdpr"), want: http.StatusOK},
+	"GET /api/v1/reports/pci":                 {target: static("/api/v1/reports/pci"), want: http.StatusOK},
+	"GET /api/v1/reports/score":               {target: static("/api/v1/reports/score"), want: http.StatusOK},
+	"GET /api/v1/risk/summary":                {target: static("/api/v1/risk/summary"), want: http.StatusOK},
+	"GET /api/v1/risk/users/{user}":           {target: static("/api/v1/risk/users/alice"), want: http.StatusOK},
+	"GET /api/v1/risk/top":                    {target: static("/api/v1/risk/top?by=ip"), want: http.StatusOK},
+	"GET /api/v1/gdpr/subjects/{user}/export": {target: static("/api/v1/gdpr/subjects/alice/export"), want: http.StatusOK},
+	"POST /api/v1/gdpr/subjects/{user}/erase": {target: static("/api/v1/gdpr/subjects/alice/erase"), body: `{"reason":"subject request 42"}`, want: http.StatusOK, global: true},
 	"POST /api/v1/import": {target: static("/api/v1/import?source=matrix.log&format=common"),
 		body: `192.0.2.9 - - [01/May/2024:10:00:00 +0000] "GET /api/items HTTP/1.1" 200 12` + "\n", want: http.StatusOK, global: true},
 }
@@ -192,13 +239,14 @@ func TestAuthorizationMatrix(t *testing.T) {
 				if p.role != "" {
 					secret = e.key(p.role, p.workspace, p.edit)
 				}
-				w := e.send(rt.method, c.target(f), secret, c.body)
+				w := e.send(rt.method, c.target(f), secret, strings.ReplaceAll(c.body, "{key_id}", f.keyID))
 
 				want := c.want
 				switch {
 				case rt.perm == "":
 				case !p.valid:
 					want = http.StatusUnauthorized
+				case rt.perm == permAnyKey:
 				case !hasPermission(p.role, rt.perm):
 					want = http.StatusForbidden
 				case p.workspace != "" && c.global:
@@ -223,16 +271,42 @@ func TestAuthorizationMatrix(t *testing.T) {
 
 // TestAuthorizationMatrixSeesOutsideData keeps the leak check honest: an
 // unscoped admin does get the outside markers from the data routes, so
-// their absence for the scoped principal means something.
+// their absence for the scoped principal means something. It also runs
+// the leak check over every export format and aggregate, which the
+// matrix (one call per route) does not.
 func TestAuthorizationMatrixSeesOutsideData(t *testing.T) {
 	e := newEnv(t, nil)
 	e.h, _ = New(matrixConfig(e))
 	newMatrixFixture(e)
 	admin := e.key("admin", "", nil)
-	for _, target := range []string{"/api/v1/events", "/api/v1/events/export", "/api/v1/alerts", "/api/v1/workspaces", "/api/v1/detectors"} {
+	scoped := e.key("admin", "acme", nil)
+	for _, target := range []string{
+		"/api/v1/events", "/api/v1/alerts", "/api/v1/workspaces", "/api/v1/detectors",
+		"/api/v1/events/export", "/api/v1/events/export?format=csv", "/api/v1/events/export?format=json",
+		"/api/v1/events/export?format=ocsf", "/api/v1/events/export?format=ecs",
+		"/api/v1/events/stats", "/api/v1/events/suspicious", "/api/v1/risk/top?by=ip", "/api/v1/risk/top?by=user",
+	} {
 		body := e.get(target, admin).Body.String()
 		if !slices.ContainsFunc(outsideMarkers, func(m string) bool { return strings.Contains(body, m) }) {
 			t.Errorf("%s: the unscoped admin sees no outside marker: %.300s", target, body)
+		}
+		w := e.get(target, scoped)
+		if w.Code != http.StatusOK {
+			t.Errorf("%s: scoped admin got %d", target, w.Code)
+		}
+		for _, m := range outsideMarkers {
+			if strings.Contains(w.Body.String(), m) {
+				t.Errorf("%s: the scoped admin got %q: %.300s", target, m, w.Body)
+			}
+		}
+	}
+	// Asking for the outsider by name finds nothing, rather than their data.
+	for _, target := range []string{"/api/v1/gdpr/subjects/zed-outsider/export", "/api/v1/risk/users/zed-outsider"} {
+		w := e.get(target, scoped)
+		for _, m := range outsideMarkers[2:] {
+			if strings.Contains(w.Body.String(), m) {
+				t.Errorf("%s: the scoped admin got %q (status %d): %.300s", target, m, w.Code, w.Body)
+			}
 		}
 	}
 }

@@ -48,10 +48,10 @@ recorded as an audit event in the reserved workspace _audit.`
 // Problem statuses by the facts of a route. 405 is not listed: it answers a
 // method no operation defines, so it belongs to no operation.
 var (
-	// authProblems can answer every authenticated route: no or a bad key,
+	// authProblems can answer every authenticated route: no or a bad key, too many bad keys,
 	// a missing permission or scope, a store failure, a store closed by a
 	// reload.
-	authProblems = []int{http.StatusUnauthorized, http.StatusForbidden, http.StatusInternalServerError, http.StatusServiceUnavailable}
+	authProblems = []int{http.StatusUnauthorized, http.StatusForbidden, http.StatusTooManyRequests, http.StatusInternalServerError, http.StatusServiceUnavailable}
 	// bodyProblems answer routes with a request body: malformed,
 	// oversized, or of the wrong content type.
 	bodyProblems = []int{http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType}

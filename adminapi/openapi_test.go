@@ -81,7 +81,7 @@ func TestOpenAPIDocument(t *testing.T) {
 		for _, p := range paths {
 			ops += len(p.(map[string]any))
 		}
-		if ops != len(routes) || ops < 18 {
+		if ops != len(routes) || ops < 25 {
 			t.Errorf("%d operations for %d routes", ops, len(routes))
 		}
 		for _, rt := range routes {

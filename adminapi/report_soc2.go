@@ -177,9 +177,13 @@ func (a *api) readKeys(rc *reportCtx) (*keyInventory, error) {
 	in := func(t *time.Time) bool {
 		return t != nil && !t.Before(rc.rng.From) && t.Before(rc.rng.To)
 	}
-	err := a.store.ForEachAPIKey(func(k storage.APIKey) error {
+	keys, err := a.store.ListAPIKeys()
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range keys {
 		if rc.filter.Workspace != "" && k.Workspace != rc.filter.Workspace {
-			return nil
+			continue
 		}
 		inv.keys++
 		created := k.CreatedAt
@@ -201,10 +205,6 @@ func (a *api) readKeys(rc *reportCtx) (*keyInventory, error) {
 				inv.stale = append(inv.stale, k.ID)
 			}
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
 	}
 	inv.counted = true
 	filter := map[string]any{}

@@ -98,18 +98,16 @@ func (t *eventTally) distinct(set map[string]struct{}, v string) {
 	set[v] = struct{}{}
 }
 
-// isKeyAction, isRBACAction classify admin API actions by their names:
-// key management is "keys.*" and role/binding management "roles.*" or
-// "bindings.*", with any area prefix ("rbac.keys.create").
-func isKeyAction(action, verb string) bool {
-	return (strings.HasPrefix(action, "keys.") || strings.Contains(action, ".keys.")) && strings.HasSuffix(action, "."+verb)
-}
+// isKeyAction reports whether action is the key management call verb
+// ("create", "revoke") of the RBAC endpoints (rbac.go, keys_api.go).
+func isKeyAction(action, verb string) bool { return action == "rbac.keys."+verb }
 
+// isRBACAction reports whether action changed a role or a binding; reads
+// (list, get) change nothing and do not count.
 func isRBACAction(action string) bool {
-	for _, area := range []string{"roles.", "bindings.", "permissions."} {
-		if strings.HasPrefix(action, area) || strings.Contains(action, "."+area) {
-			return true
-		}
+	switch action {
+	case "rbac.roles.create", "rbac.roles.update", "rbac.roles.delete", "rbac.bindings.create", "rbac.bindings.delete":
+		return true
 	}
 	return false
 }

@@ -91,7 +91,7 @@ func seedReportData(e *testEnv) {
 		hev(5, "acme", "bob", false, "GET", "/admin/settings", 403, "10.0.0.3", "ua-3", 80, "access_denied:403 Forbidden", "sensitive_path:/admin", "unverified_identity:claimed user on a privileged route"),
 		hev(6, "globex", "carol", true, "GET", "/api/items", 200, "10.1.0.1", "ua-9", 0),
 		hev(7, "globex", "carol", true, "GET", "/api/secret", 401, "10.1.0.1", "ua-9", 30, "failed_auth:401 Unauthorized"),
-		{Time: rb.Add(8 * time.Minute), Kind: storage.KindAdmin, Action: "keys.create", Workspace: storage.AuditWorkspace,
+		{Time: rb.Add(8 * time.Minute), Kind: storage.KindAdmin, Action: "rbac.keys.create", Workspace: storage.AuditWorkspace,
 			User: "key-1", UserVerified: true, Method: "POST", Path: "/api/v1/keys", Status: 201, Outcome: "success", ClientIP: "127.0.0.1", UserAgent: "curl/8"},
 		{Time: rb.Add(9 * time.Minute), Kind: storage.KindAdmin, Action: "auth.forbidden", Workspace: storage.AuditWorkspace,
 			User: "key-1", UserVerified: true, Method: "GET", Path: "/api/v1/events", Status: 403, Outcome: "failure", ClientIP: "127.0.0.1", UserAgent: "curl/8"},
