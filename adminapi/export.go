@@ -99,22 +99,38 @@ func (a *api) exportEvents(w http.ResponseWriter, r *http.Request) {
 	if !a.scopeFilter(w, r, key, &q.filter) {
 		return
 	}
+	job := exportJob{action: "events.export", file: "audit-events", format: q.format,
+		details: map[string]any{"filter": filterDetails(q.filter)}}
 	f := exportFormats[q.format]
 	if f.rows == nil {
 		var filter *storage.Filter
 		if q.filter != (storage.Filter{}) {
 			filter = &q.filter
 		}
-		a.streamExport(w, r, key, q, func(out io.Writer) (int64, bool, error) {
+		a.streamExport(w, r, key, job, func(out io.Writer) (int64, bool, error) {
 			res, err := a.store.ExportNDJSON(r.Context(), out, filter)
 			return res.Rows, res.Verifiable, err
 		})
 		return
 	}
-	a.streamExport(w, r, key, q, func(out io.Writer) (int64, bool, error) {
+	a.streamExport(w, r, key, job, func(out io.Writer) (int64, bool, error) {
 		rows, err := writeRows(r.Context(), a.store, q.filter, out, f.rows())
 		return rows, false, err
 	})
+}
+
+// exportJob says what an export is, for its headers and audit event.
+type exportJob struct {
+	// action names the audit event ("events.export").
+	action string
+	// file is the stem of the suggested file name.
+	file string
+	// format is the key of exportFormats; fm overrides that entry's
+	// content type and extension when set.
+	format string
+	fm     *exportFormat
+	// details go into the audit event with the figures of the export.
+	details map[string]any
 }
 
 // exportBuffer is the write buffer of row formats: large enough that a
@@ -159,37 +175,42 @@ func (x *exportWriter) Write(p []byte) (int, error) {
 // streamExport is the skeleton of every export: headers, the body that
 // produce writes, trailers, and the audit event. produce returns the
 // number of rows and whether the export is verifiable.
-func (a *api) streamExport(w http.ResponseWriter, r *http.Request, key storage.APIKey, q exportQuery,
+func (a *api) streamExport(w http.ResponseWriter, r *http.Request, key storage.APIKey, job exportJob,
 	produce func(io.Writer) (rows int64, verifiable bool, err error)) {
-	f := exportFormats[q.format]
+	f := exportFormats[job.format]
+	if job.fm != nil {
+		f = *job.fm
+	}
 	h := w.Header()
 	h.Set("Content-Type", f.contentType)
-	h.Set("Content-Disposition", `attachment; filename="audit-events.`+f.ext+`"`)
+	h.Set("Content-Disposition", `attachment; filename="`+job.file+`.`+f.ext+`"`)
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Trailer", "X-Export-Rows, X-Export-Sha256, X-Export-Verifiable")
 	out := &exportWriter{w: w, h: sha256.New()}
 	rows, verifiable, err := produce(out)
+	details := maps.Clone(job.details)
+	if details == nil {
+		details = make(map[string]any)
+	}
+	details["format"], details["rows"], details["bytes"] = job.format, rows, out.n
 	if err != nil {
-		details := map[string]any{"format": q.format, "rows": rows, "bytes": out.n, "error": storage.ErrorKind(err), "filter": filterDetails(q.filter)}
+		details["error"] = storage.ErrorKind(err)
+		a.record(r, key, job.action, http.StatusInternalServerError, details)
 		if out.n == 0 {
 			// Nothing was sent: the client can still get a proper answer.
 			h.Del("Trailer")
 			h.Del("Content-Disposition")
-			a.record(r, key, "events.export", http.StatusInternalServerError, details)
 			a.storeError(w, r, "exporting audit events", err)
 			return
 		}
-		a.record(r, key, "events.export", http.StatusInternalServerError, details)
-		a.log.Error("streaming export", "format", q.format, "error", err, "rows", rows)
+		a.log.Error("streaming export", "action", job.action, "format", job.format, "error", err, "rows", rows)
 		panic(http.ErrAbortHandler) // the client must not take a cut stream for the whole
 	}
 	sum := hex.EncodeToString(out.h.Sum(nil))
 	h.Set("X-Export-Rows", strconv.FormatInt(rows, 10))
 	h.Set("X-Export-Sha256", sum)
 	h.Set("X-Export-Verifiable", strconv.FormatBool(verifiable))
-	a.record(r, key, "events.export", http.StatusOK, map[string]any{
-		"format": q.format, "rows": rows, "sha256": sum, "verifiable": verifiable, "bytes": out.n,
-		"filter": filterDetails(q.filter),
-	})
+	details["sha256"], details["verifiable"] = sum, verifiable
+	a.record(r, key, job.action, http.StatusOK, details)
 }

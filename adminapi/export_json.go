@@ -44,5 +44,28 @@ func (*jsonFormat) footer(w *bufio.Writer) error {
 	return err
 }
 
-// Interface guard
-var _ rowFormat = (*jsonFormat)(nil)
+// eventLinesFormat writes one event per line, as GET /api/v1/events shows
+// it, newest first: the NDJSON of exports that are not the store's
+// verifiable one (the subject access export).
+type eventLinesFormat struct{}
+
+func (eventLinesFormat) header(*bufio.Writer) error { return nil }
+
+func (eventLinesFormat) row(w *bufio.Writer, ev *storage.Event) error {
+	b, err := json.Marshal(ev)
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(b); err != nil {
+		return err
+	}
+	return w.WriteByte('\n')
+}
+
+func (eventLinesFormat) footer(*bufio.Writer) error { return nil }
+
+// Interface guards
+var (
+	_ rowFormat = (*jsonFormat)(nil)
+	_ rowFormat = eventLinesFormat{}
+)

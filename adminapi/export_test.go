@@ -390,7 +390,7 @@ func TestExportFailure(t *testing.T) {
 	e := newEnv(t, nil)
 	a := e.h.(*api)
 	key := storage.APIKey{ID: "k1", Role: "admin"}
-	q := exportQuery{format: "csv"}
+	q := exportJob{action: "events.export", file: "audit-events", format: "csv"}
 	req := httptest.NewRequest(http.MethodGet, "/api/v1/events/export?format=csv", nil)
 
 	// Nothing streamed yet: the client gets a problem, not a cut body,

@@ -1,15 +1,10 @@
 package adminapi
 
 import (
-	"bufio"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -119,7 +114,7 @@ func (a *api) subjectExport(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var q subjectExportQuery
+	q := subjectExportQuery{format: "ndjson"}
 	if err := parseParams(r.URL.RawQuery, &q, subjectExportParams); err != nil {
 		a.record(r, key, actionSubjectExport, http.StatusBadRequest, map[string]any{"subject": pseud, "reason": err.Error()})
 		writeProblem(w, r, http.StatusBadRequest, err.Error())
@@ -129,78 +124,21 @@ func (a *api) subjectExport(w http.ResponseWriter, r *http.Request) {
 	if !a.scopeFilter(w, r, key, &f) {
 		return
 	}
-	jsonArray := q.format == "json"
-	h := w.Header()
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Trailer", "X-Export-Rows, X-Export-Sha256")
-	if jsonArray {
-		h.Set("Content-Type", "application/json")
-		h.Set("Content-Disposition", `attachment; filename="subject-export.json"`)
+	job := exportJob{action: actionSubjectExport, file: "subject-export", format: q.format,
+		details: map[string]any{"subject": pseud}}
+	var rows rowFormat = eventLinesFormat{}
+	if q.format == "json" {
+		rows = &jsonFormat{}
 	} else {
-		h.Set("Content-Type", "application/x-ndjson")
-		h.Set("Content-Disposition", `attachment; filename="subject-export.ndjson"`)
-	}
-	sum := sha256.New()
-	out := bufio.NewWriterSize(io.MultiWriter(w, sum), 32<<10)
-	rows, err := streamSubject(r, a.store, f, out, jsonArray)
-	if err == nil {
-		err = out.Flush()
-	}
-	if err != nil {
-		a.log.Error("streaming subject export", "error", err, "rows", rows)
-		panic(http.ErrAbortHandler) // a cut stream must not look complete
-	}
-	digest := hex.EncodeToString(sum.Sum(nil))
-	h.Set("X-Export-Rows", strconv.FormatInt(rows, 10))
-	h.Set("X-Export-Sha256", digest)
-	details := map[string]any{"subject": pseud, "format": "ndjson", "rows": rows, "sha256": digest}
-	if jsonArray {
-		details["format"] = "json"
+		job.fm = &exportFormat{contentType: "application/x-ndjson", ext: "ndjson"}
 	}
 	if f.Workspace != "" {
-		details["workspace"] = f.Workspace
+		job.details["workspace"] = f.Workspace
 	}
-	a.record(r, key, actionSubjectExport, http.StatusOK, details)
-}
-
-// streamSubject writes the events of f to out, one JSON object a line or
-// as {"events": [...]}, and returns how many it wrote.
-func streamSubject(r *http.Request, store *storage.Store, f storage.Filter, out *bufio.Writer, jsonArray bool) (int64, error) {
-	var rows int64
-	if jsonArray {
-		if _, err := out.WriteString(`{"events":[`); err != nil {
-			return 0, err
-		}
-	}
-	err := store.Scan(r.Context(), f, func(ev *storage.Event) error {
-		b, err := json.Marshal(ev)
-		if err != nil {
-			return err
-		}
-		if jsonArray && rows > 0 {
-			if err := out.WriteByte(','); err != nil {
-				return err
-			}
-		}
-		if _, err := out.Write(b); err != nil {
-			return err
-		}
-		if !jsonArray {
-			if err := out.WriteByte('\n'); err != nil {
-				return err
-			}
-		}
-		rows++
-		return nil
+	a.streamExport(w, r, key, job, func(out io.Writer) (int64, bool, error) {
+		n, err := writeRows(r.Context(), a.store, f, out, rows)
+		return n, false, err
 	})
-	if err != nil {
-		return rows, err
-	}
-	if jsonArray {
-		_, err = out.WriteString("]}\n")
-	}
-	return rows, err
 }
 
 // subjectErase serves POST /api/v1/gdpr/subjects/{user}/erase: replaces
