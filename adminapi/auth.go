@@ -115,31 +115,45 @@ func principalFrom(ctx context.Context) (storage.APIKey, bool) {
 func (a *api) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		now := a.now()
-		// A blocked address learns nothing, not even whether its key
-		// would have been valid: the key is not looked up.
-		addr, _ := splitRemote(r.RemoteAddr)
-		if wait := a.throttle.wait(addr, now); wait > 0 {
-			a.throttled(w, r, wait)
-			return
+		// A blocked client is refused everything but a key that verifies
+		// (throttle.go says why); what it sends while blocked is not
+		// counted again.
+		client := throttleKey(r.RemoteAddr)
+		blocked := a.throttle.wait(client, now)
+		refuse := func(wait time.Duration, detail string) {
+			if wait > 0 {
+				a.throttled(w, r, wait)
+				return
+			}
+			a.unauthorized(w, r, detail)
 		}
 		vals := r.Header.Values("Authorization")
 		if len(vals) == 0 {
 			// Not a guess, so not counted: a browser or a probe that
 			// sends nothing is not trying keys.
-			a.unauthorized(w, r, "an API key is required: send it as 'Authorization: Bearer <key>'")
+			refuse(blocked, "an API key is required: send it as 'Authorization: Bearer <key>'")
 			return
 		}
 		token, ok := bearerToken(vals)
 		if !ok {
-			a.badKey(r, now)
-			a.unauthorized(w, r, "malformed Authorization header: expected 'Bearer <key>'")
+			if blocked == 0 {
+				blocked = a.badKey(client, now)
+			}
+			refuse(blocked, "malformed Authorization header: expected 'Bearer <key>'")
+			return
+		}
+		if blocked > 0 && !plausibleKey(token) {
+			// Cannot be one of ours: refused without a store lookup.
+			a.throttled(w, r, blocked)
 			return
 		}
 		key, err := a.lookupKey(token, now)
 		switch {
 		case errors.Is(err, errUnknownKey):
-			a.badKey(r, now)
-			a.unauthorized(w, r, errInvalidKey)
+			if blocked == 0 {
+				blocked = a.badKey(client, now)
+			}
+			refuse(blocked, errInvalidKey)
 			return
 		case err != nil:
 			a.storeError(w, r, "checking the API key", err)
@@ -158,9 +172,7 @@ func (a *api) authenticate(next http.Handler) http.Handler {
 var errUnknownKey = errors.New("unknown API key")
 
 func (a *api) lookupKey(token string, now time.Time) (storage.APIKey, error) {
-	// Only our own keys can match; refusing anything else early spares the
-	// store a lookup for scanners' junk.
-	if !strings.HasPrefix(token, keyPrefix) || len(token) > 128 {
+	if !plausibleKey(token) {
 		return storage.APIKey{}, errUnknownKey
 	}
 	hash := HashKey(token)
@@ -180,6 +192,13 @@ func (a *api) lookupKey(token string, now time.Time) (storage.APIKey, error) {
 		return storage.APIKey{}, errUnknownKey
 	}
 	return key, nil
+}
+
+// plausibleKey reports whether token could be one of our keys. Only our
+// own keys can match; refusing anything else early spares the store a
+// lookup for scanners' junk.
+func plausibleKey(token string) bool {
+	return strings.HasPrefix(token, keyPrefix) && len(token) <= 128
 }
 
 // bearerToken extracts the credentials of a Bearer Authorization header

@@ -128,7 +128,7 @@ var matrixCases = map[string]matrixCase{
 	"GET /api/v1/workspaces":                  {target: static("/api/v1/workspaces"), want: http.StatusOK},
 	"POST /api/v1/workspaces":                 {target: static("/api/v1/workspaces"), body: `{"id":"initech"}`, want: http.StatusCreated, global: true},
 	"GET /api/v1/workspaces/{id}":             {target: static("/api/v1/workspaces/acme"), want: http.StatusOK},
-	"PATCH /api/v1/workspaces/{id}":           {target: static("/api/v1/workspaces/acme"), body: `{"retention_days":30}`, want: http.StatusOK},
+	"PATCH /api/v1/workspaces/{id}":           {target: static("/api/v1/workspaces/acme"), body: `{"name":"Acme Corp"}`, want: http.StatusOK},
 	"GET /api/v1/detectors":                   {target: static("/api/v1/detectors"), want: http.StatusOK},
 	"POST /api/v1/detectors/sweep":            {target: static("/api/v1/detectors/sweep"), want: http.StatusOK, global: true},
 	"GET /api/v1/events/{id}":                 {target: func(f matrixFixture) string { return "/api/v1/events/" + f.acmeEvent }, want: http.StatusOK},

@@ -267,6 +267,11 @@ func (a *api) createRole(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, http.StatusBadRequest, detail)
 		return
 	}
+	// A role can later be bound globally, so it may hold only what the
+	// caller holds globally.
+	if !a.mayGrant(w, r, perms, "", fmt.Sprintf("role %q", req.Name)) {
+		return
+	}
 	now := a.now().UTC()
 	role := storage.Role{Name: req.Name, Description: req.Description, Permissions: perms, CreatedAt: now, UpdatedAt: now}
 	err := a.store.CreateRole(role)
@@ -340,6 +345,23 @@ func (a *api) updateRole(w http.ResponseWriter, r *http.Request) {
 	}
 	rbacMu.Lock()
 	defer rbacMu.Unlock()
+	old, err := a.store.GetRole(name)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		writeProblem(w, r, http.StatusNotFound, fmt.Sprintf("no role named %q", name))
+		return
+	case err != nil:
+		a.storeError(w, r, "reading a role", err)
+		return
+	}
+	// The role's keys and bindings get whatever is added at once, some of
+	// them globally, so each added permission must be one the caller holds
+	// globally. Keeping or dropping what the role already grants gives
+	// nobody anything new.
+	added := slices.DeleteFunc(slices.Clone(perms), func(p string) bool { return slices.Contains(old.Permissions, p) })
+	if !a.mayGrant(w, r, added, "", fmt.Sprintf("role %q", name)) {
+		return
+	}
 	if !slices.Contains(perms, permRBACManage) {
 		locked, err := a.leavesNoManager(rbacChange{role: name, perms: perms})
 		if err != nil {
@@ -543,9 +565,11 @@ func (a *api) deleteBinding(w http.ResponseWriter, r *http.Request) {
 }
 
 // checkGrant checks the role and workspace a request body grants (a new
-// key's or a binding's): a built-in or stored custom role, and a
-// workspace name checkWorkspaceName accepts. It answers the problem,
-// naming the field, itself; custom says whether the role is custom.
+// key's or a binding's): a built-in or stored custom role, a workspace
+// name checkWorkspaceName accepts, and a role whose every permission the
+// caller holds itself at that workspace (mayGrant). It answers the
+// problem, naming the field, itself; custom says whether the role is
+// custom.
 func (a *api) checkGrant(w http.ResponseWriter, r *http.Request, role, ws string) (custom, ok bool) {
 	if _, builtin := builtinRoles[role]; !builtin {
 		if err := storage.ValidRoleName(role); err != nil {
@@ -567,23 +591,54 @@ func (a *api) checkGrant(w http.ResponseWriter, r *http.Request, role, ws string
 		writeProblem(w, r, http.StatusBadRequest, detail)
 		return false, false
 	}
-	return custom, true
+	perms, err := a.rolePermissions(role)
+	if err != nil {
+		a.storeError(w, r, "reading a role", err)
+		return false, false
+	}
+	return custom, a.mayGrant(w, r, perms, ws, fmt.Sprintf("role %q", role))
 }
 
-// checkWorkspaceName checks the workspace of a grant: empty (global), or
-// 1 to 64 characters without spaces or control characters. Reserved names
-// are refused except the audit workspace, which a principal may be bound
-// to explicitly to read the admin API's own events.
+// mayGrant refuses (403, recorded) a grant of perms in workspace ws ("" =
+// every workspace) unless the caller holds every one of them there
+// itself, naming those it lacks; what names the grant for the message.
+// This is Kubernetes' escalate/bind rule: rbac:manage lets a principal
+// hand out what it has, never more, or a key manager could make itself
+// admin. Admin holds everything globally, so admins may grant anything.
+func (a *api) mayGrant(w http.ResponseWriter, r *http.Request, perms []string, ws, what string) bool {
+	key, _ := principalFrom(r.Context())
+	acc, err := a.resolve(key)
+	if err != nil {
+		a.storeError(w, r, "resolving the API key's roles", err)
+		return false
+	}
+	lacking := acc.lacking(perms, ws)
+	if len(lacking) == 0 {
+		return true
+	}
+	where := "globally"
+	if ws != "" {
+		where = fmt.Sprintf("in workspace %q", ws)
+	}
+	a.forbidden(w, r, key, fmt.Sprintf("granting %s %s needs permissions this API key does not hold %s: %s; a key may only grant what it holds itself",
+		what, where, where, strings.Join(lacking, ", ")))
+	return false
+}
+
+// checkWorkspaceName checks the workspace of a grant: empty (global), the
+// audit workspace (a principal may be bound to it explicitly to read the
+// admin API's own events), or a name storage.ValidWorkspaceID accepts, the
+// rule workspace creation uses, so every workspace that can be created
+// can be granted.
 func checkWorkspaceName(ws string) string {
 	switch {
 	case ws == "" || ws == storage.AuditWorkspace:
 		return ""
-	case len(ws) > 64:
-		return "field \"workspace\": at most 64 characters"
-	case strings.ContainsFunc(ws, func(c rune) bool { return unicode.IsSpace(c) || unicode.IsControl(c) }):
-		return "field \"workspace\": spaces and control characters are not allowed"
 	case storage.ReservedWorkspace(ws):
 		return fmt.Sprintf("field \"workspace\": names starting with '_' are reserved; only %q may be granted", storage.AuditWorkspace)
+	}
+	if err := storage.ValidWorkspaceID(ws); err != nil {
+		return "field \"workspace\": " + err.Error()
 	}
 	return ""
 }

@@ -472,3 +472,124 @@ func TestDeletingTheLastManagingBindingIsRefused(t *testing.T) {
 		t.Errorf("keeping rbac:manage: %d %s", w.Code, w.Body)
 	}
 }
+
+// TestGrantingMoreThanHeldIsRefused: rbac:manage hands out what its
+// holder has, never more (Kubernetes' escalate/bind rule), for keys,
+// bindings and roles alike; admin holds everything, so admins may grant
+// anything.
+func TestGrantingMoreThanHeldIsRefused(t *testing.T) {
+	e := newEnv(t, nil)
+	for _, r := range []storage.Role{
+		{Name: "keymgr", Permissions: []string{permRBACManage}},
+		// A key manager who may also read events, but only in acme.
+		{Name: "reader", Permissions: []string{permEventsRead}},
+		{Name: "exporter", Permissions: []string{permEventsRead, permEventsExport}},
+	} {
+		r.CreatedAt, r.UpdatedAt = t0, t0
+		if err := e.store.CreateRole(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keymgr := e.key("keymgr", "", nil)
+	e.bind(keymgr, "reader", "acme")
+	self := e.keyID(keymgr)
+	admin := e.key(roleAdmin, "", nil)
+	other := e.keyID(e.key("workspace_viewer", "acme", nil))
+
+	tests := []struct {
+		name, secret, method, path, body string
+		status                           int
+		detail                           string
+	}{
+		{"keymgr binds itself admin", keymgr, "POST", "/api/v1/bindings", `{"principal":"` + self + `","role":"admin"}`,
+			403, "does not hold globally: events:read, events:export, alerts:read"},
+		{"keymgr binds itself admin in acme", keymgr, "POST", "/api/v1/bindings", `{"principal":"` + self + `","role":"admin","workspace":"acme"}`,
+			403, `does not hold in workspace "acme": events:export, alerts:read`},
+		{"keymgr issues an admin key", keymgr, "POST", "/api/v1/keys", `{"name":"x","role":"admin"}`,
+			403, "granting role \"admin\" globally needs permissions"},
+		{"keymgr widens its own role", keymgr, "PUT", "/api/v1/roles/keymgr", `{"permissions":["rbac:manage","gdpr:manage","backup:read"]}`,
+			403, "does not hold globally: backup:read, gdpr:manage"},
+		{"keymgr creates a role beyond itself", keymgr, "POST", "/api/v1/roles", `{"name":"big","permissions":["gdpr:manage"]}`,
+			403, "does not hold globally: gdpr:manage"},
+		{"a workspace grant is not a global one", keymgr, "POST", "/api/v1/bindings", `{"principal":"` + other + `","role":"reader"}`,
+			403, "does not hold globally: events:read"},
+		{"nor one in another workspace", keymgr, "POST", "/api/v1/keys", `{"name":"x","role":"workspace_viewer","workspace":"globex"}`,
+			403, `does not hold in workspace "globex": events:read`},
+		{"part of a role is not enough", keymgr, "POST", "/api/v1/bindings", `{"principal":"` + other + `","role":"exporter","workspace":"acme"}`,
+			403, `in workspace "acme": events:export`},
+		// What it holds, where it holds it, it may grant.
+		{"keymgr grants reader in acme", keymgr, "POST", "/api/v1/bindings", `{"principal":"` + other + `","role":"reader","workspace":"acme"}`, 201, ""},
+		{"keymgr issues a viewer key for acme", keymgr, "POST", "/api/v1/keys", `{"name":"v","role":"workspace_viewer","workspace":"acme"}`, 201, ""},
+		{"keymgr issues a keymgr key", keymgr, "POST", "/api/v1/keys", `{"name":"k","role":"keymgr"}`, 201, ""},
+		{"keymgr narrows a role", keymgr, "PUT", "/api/v1/roles/exporter", `{"permissions":["events:read"]}`, 200, ""},
+		// Admins are unaffected.
+		{"admin binds admin", admin, "POST", "/api/v1/bindings", `{"principal":"` + self + `","role":"admin"}`, 201, ""},
+		{"admin widens a role", admin, "PUT", "/api/v1/roles/keymgr", `{"permissions":["rbac:manage","gdpr:manage"]}`, 200, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			bindings, _ := e.store.ListBindings("")
+			keys, _ := e.store.ListAPIKeys()
+			w := e.send(tt.method, tt.path, tt.secret, tt.body)
+			if tt.status != 403 {
+				if w.Code != tt.status {
+					t.Fatalf("status %d, want %d: %s", w.Code, tt.status, w.Body)
+				}
+				return
+			}
+			wantProblem(t, w, 403, tt.detail)
+			if ev := e.lastEvent(); ev.Action != "auth.forbidden" || ev.Status != 403 {
+				t.Errorf("refusal recorded as %s %d", ev.Action, ev.Status)
+			}
+			bindingsAfter, _ := e.store.ListBindings("")
+			keysAfter, _ := e.store.ListAPIKeys()
+			if len(bindingsAfter) != len(bindings) || len(keysAfter) != len(keys) {
+				t.Errorf("a refused grant changed something: %d→%d bindings, %d→%d keys", len(bindings), len(bindingsAfter), len(keys), len(keysAfter))
+			}
+		})
+	}
+	if r, _ := e.store.GetRole("keymgr"); !slices.Equal(r.Permissions, []string{permGDPRManage, permRBACManage}) {
+		t.Errorf("keymgr = %v, want only the admin's change", r.Permissions)
+	}
+	if r, _ := e.store.GetRole("exporter"); !slices.Equal(r.Permissions, []string{permEventsRead}) {
+		t.Errorf("exporter = %v", r.Permissions)
+	}
+}
+
+// TestGrantWorkspaceNamesFollowCreation: the workspace rule of grants is
+// the one of workspace creation (storage.ValidWorkspaceID), so a 65 to
+// 128 byte workspace that can be created can be granted, and one that
+// cannot be created cannot be granted.
+func TestGrantWorkspaceNamesFollowCreation(t *testing.T) {
+	e := newEnv(t, nil)
+	admin := e.key(roleAdmin, "", nil)
+	target := e.keyID(e.key("workspace_viewer", "acme", nil))
+	long := strings.Repeat("w", 100)
+	if w := e.send("POST", "/api/v1/workspaces", admin, `{"id":"`+long+`"}`); w.Code != http.StatusCreated {
+		t.Fatalf("creating a 100-byte workspace: %d %s", w.Code, w.Body)
+	}
+	for _, tt := range []struct {
+		ws     string
+		status int
+		detail string
+	}{
+		{long, 201, ""},
+		{storage.AuditWorkspace, 201, ""},
+		{strings.Repeat("w", 129), 400, "longer than 128"},
+		{"a b", 400, "only letters, digits"},
+		{"a/b", 400, "only letters, digits"},
+		{"_other", 400, "are reserved; only \"_audit\" may be granted"},
+	} {
+		w := e.send("POST", "/api/v1/bindings", admin, `{"principal":"`+target+`","role":"workspace_viewer","workspace":"`+tt.ws+`"}`)
+		if tt.status == 201 {
+			if b := decode[storage.RoleBinding](t, w, 201); b.Workspace != tt.ws {
+				t.Errorf("bound in %q, want %q", b.Workspace, tt.ws)
+			}
+			continue
+		}
+		wantProblem(t, w, tt.status, "field \"workspace\": ")
+		wantProblem(t, w, tt.status, tt.detail)
+		w = e.send("POST", "/api/v1/keys", admin, `{"name":"n","role":"workspace_viewer","workspace":"`+tt.ws+`"}`)
+		wantProblem(t, w, tt.status, tt.detail)
+	}
+}

@@ -66,6 +66,21 @@ type access struct {
 	bindings []storage.RoleBinding
 }
 
+// lacking returns the permissions of perms that acc does not hold in
+// workspace ws, in the order given: a global grant covers every
+// workspace, a grant in one workspace only that one, and ws "" (every
+// workspace) needs a global grant.
+func (acc access) lacking(perms []string, ws string) []string {
+	var out []string
+	for _, p := range perms {
+		sc := acc.perms[p]
+		if !sc.Global && (ws == "" || !sc.has(ws)) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // rolePermissions returns what role grants: a built-in role's list, or a
 // stored custom role's permissions that this build knows (one written by
 // a newer version or by hand grants only what is known). A deleted or

@@ -46,7 +46,8 @@ type workspacesList struct {
 // workspaceCreate is the body of POST /api/v1/workspaces.
 type workspaceCreate struct {
 	// ID is the value events carry in their workspace field: 1-128
-	// letters, digits, '.', '-', '_', ':' or '@', not starting with '_'.
+	// letters, digits, '.', '-', '_', ':' or '@', not starting with '_'
+	// (storage.ValidWorkspaceID, the rule grants use too).
 	ID string `json:"id"`
 	// Name is a human label.
 	Name string `json:"name,omitempty"`
@@ -81,34 +82,11 @@ type workspacePatch struct {
 // Limits of the workspace endpoints.
 const (
 	maxWorkspaceBody   = 16 << 10
-	maxWorkspaceID     = 128
 	maxWorkspaceName   = 256
 	maxLegalHoldReason = 1024
 	// maxRetentionDays is 100 years: more is a typo, not a policy.
 	maxRetentionDays = 36500
 )
-
-// checkWorkspaceID says what is wrong with id as a new workspace's id.
-// Workspaces come from headers, hosts and claims, so the rule is narrow
-// enough to sit in a URL path unescaped and wide enough for host names
-// and tenant slugs.
-func checkWorkspaceID(id string) error {
-	switch {
-	case id == "":
-		return errors.New("id is required")
-	case len(id) > maxWorkspaceID:
-		return fmt.Errorf("id is longer than %d bytes", maxWorkspaceID)
-	case storage.ReservedWorkspace(id):
-		return fmt.Errorf("id %q is reserved: ids starting with '_' belong to the sidecar", id)
-	}
-	for _, c := range id {
-		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune(".-_:@", c)
-		if !ok {
-			return fmt.Errorf("id %q: only letters, digits and . - _ : @ are allowed", truncate(id, 64))
-		}
-	}
-	return nil
-}
 
 // checkBusinessHours validates business hours by the detectors' rules,
 // naming the field.
@@ -245,7 +223,7 @@ func (a *api) createWorkspace(w http.ResponseWriter, r *http.Request) {
 	if !readJSON(w, r, maxWorkspaceBody, &body, true, `the workspace to create, {"id": "..."}`) {
 		return
 	}
-	if err := checkWorkspaceID(body.ID); err != nil {
+	if err := storage.ValidWorkspaceID(body.ID); err != nil {
 		a.refuseWorkspace(w, r, key, action, body.ID, err)
 		return
 	}
@@ -314,22 +292,45 @@ func (a *api) patchWorkspace(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if storage.ReservedWorkspace(v.ID) {
+		// The audit workspace holds the evidence of what admins did, the
+		// caller included: its retention and holds come from the config
+		// file (change-controlled, PCI DSS 10.5.1 keeps it 12 months),
+		// never from the API it audits.
+		a.forbidden(w, r, key, fmt.Sprintf("workspace %q is reserved to the sidecar; its settings come from the configuration, not the API", v.ID))
+		return
+	}
 	if p == (workspacePatch{}) {
 		a.refuseWorkspace(w, r, key, action, v.ID, errors.New("nothing to change: send name, retention_days, business_hours, legal_hold or legal_hold_reason"))
 		return
 	}
 	now := a.now().UTC()
+	global := scopeFrom(r).Global
 	var invalid error
+	var needGlobal []string
 	before, after, err := a.store.UpdateWorkspace(v.ID, true, func(ws *storage.Workspace) error {
+		old := *ws
 		applyPatch(ws, p)
 		if ws.CreatedAt.IsZero() {
 			ws.CreatedAt = now
 		}
 		ws.UpdatedAt = now
-		invalid = checkSettings(*ws)
-		return invalid
+		if invalid = checkSettings(*ws); invalid != nil {
+			return invalid
+		}
+		// Judged against the stored record in the same transaction, so a
+		// concurrent change cannot slip a lift past the check.
+		if needGlobal = globalOnlyChanges(old, *ws); len(needGlobal) > 0 && !global {
+			return errNeedsGlobal
+		}
+		return nil
 	})
 	switch {
+	case errors.Is(err, errNeedsGlobal):
+		a.forbidden(w, r, key, fmt.Sprintf(
+			"this API key holds %s only in workspace %s; %s needs a global grant, so a tenant cannot undo what a global admin set for it",
+			permWorkspacesManage, scopeFrom(r), strings.Join(needGlobal, ", ")))
+		return
 	case invalid != nil:
 		a.refuseWorkspace(w, r, key, action, v.ID, invalid)
 		return
@@ -343,6 +344,45 @@ func (a *api) patchWorkspace(w http.ResponseWriter, r *http.Request) {
 	}
 	a.record(r, key, action, http.StatusOK, map[string]any{"workspace": after.ID, "created_record": !v.HasRecord, "changes": changes})
 	writeJSON(w, http.StatusOK, workspaceView{Workspace: after, HasRecord: true, HasEvents: v.HasEvents})
+}
+
+// errNeedsGlobal aborts a workspace update a scoped principal may not make.
+var errNeedsGlobal = errors.New("the change needs a global grant")
+
+// globalOnlyChanges lists the changes from before to after that only a
+// principal holding workspaces:manage globally may make:
+//   - lifting a legal hold, or rewording the reason of one: a hold is set
+//     for litigation or an investigation, often by a global admin above
+//     the tenant, and the tenant may be its subject;
+//   - shortening retention, which purges evidence early. 0 means the
+//     configured default, which the API does not know, so moving to or
+//     from it counts as shortening; a scoped principal may only raise an
+//     explicit retention;
+//   - business hours (C11): they decide what the off-hours detectors call
+//     unusual, so a tenant admin, whom those detectors watch, must not be
+//     able to redefine them, and each change replays the workspace's
+//     history through the detectors, so alternating them is a cheap way
+//     to make the sidecar rebuild again and again. A global grant rather
+//     than a rate limit: one rule, no state, and the people it leaves
+//     able to do it are the ones trusted with every workspace anyway.
+//
+// Setting a hold, raising retention and renaming stay open to a scoped
+// principal: they destroy nothing.
+func globalOnlyChanges(before, after storage.Workspace) []string {
+	var out []string
+	switch {
+	case before.LegalHold && !after.LegalHold:
+		out = append(out, "lifting the legal hold")
+	case before.LegalHold && after.LegalHoldReason != before.LegalHoldReason:
+		out = append(out, "changing the legal hold's reason")
+	}
+	if after.RetentionDays != before.RetentionDays && (before.RetentionDays == 0 || after.RetentionDays < before.RetentionDays) {
+		out = append(out, "shortening retention (or returning it to the configured default)")
+	}
+	if fmt.Sprint(deref(before.BusinessHours)) != fmt.Sprint(deref(after.BusinessHours)) {
+		out = append(out, "changing business hours")
+	}
+	return out
 }
 
 // applyPatch applies the fields p sets to ws. Lifting a legal hold

@@ -3,6 +3,8 @@ package adminapi
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -240,7 +242,7 @@ func TestPatchWorkspace(t *testing.T) {
 		{name: "retention", secret: admin, id: "acme", body: `{"retention_days":30}`, status: http.StatusOK,
 			check:   func(t *testing.T, ws storage.Workspace) { wantInt(t, "retention_days", ws.RetentionDays, 30) },
 			changes: []string{"retention_days"}},
-		{name: "business hours", secret: acmeAdmin, id: "acme", body: `{"business_hours":{"timezone":"Asia/Tokyo","start":"10:00"}}`, status: http.StatusOK,
+		{name: "business hours", secret: admin, id: "acme", body: `{"business_hours":{"timezone":"Asia/Tokyo","start":"10:00"}}`, status: http.StatusOK,
 			check: func(t *testing.T, ws storage.Workspace) {
 				if ws.BusinessHours == nil || ws.BusinessHours.Timezone != "Asia/Tokyo" || ws.BusinessHours.End != "" {
 					t.Errorf("business hours = %+v", ws.BusinessHours)
@@ -360,5 +362,68 @@ func TestPatchedRetentionApplies(t *testing.T) {
 	}
 	if res.ByWorkspace["acme"] != 2 {
 		t.Errorf("purged %v, want the 2 acme events older than 30 days", res.ByWorkspace)
+	}
+}
+
+// TestScopedAdminCannotUndoGlobalSettings: a principal holding
+// workspaces:manage only in its workspace may not lift a legal hold,
+// reword its reason, shorten retention or change business hours; nobody
+// patches a reserved workspace.
+func TestScopedAdminCannotUndoGlobalSettings(t *testing.T) {
+	hook := &workspaceHook{}
+	e := newHookedEnv(t, func(c *Config) { c.OnWorkspaceChanged = hook.changed })
+	workspaceFixture(e) // acme: a record with retention 90; _audit: events only
+	admin := e.key("admin", "", nil)
+	acmeAdmin := e.key("admin", "acme", nil)
+	if w := e.send(http.MethodPatch, "/api/v1/workspaces/acme", admin, `{"legal_hold":true,"legal_hold_reason":"litigation 7"}`); w.Code != http.StatusOK {
+		t.Fatalf("setting the hold: %d %s", w.Code, w.Body)
+	}
+	tests := []struct {
+		name, secret, id, body string
+		status                 int
+		detail                 string
+	}{
+		{"scoped lifts the hold and shortens retention", acmeAdmin, "acme", `{"legal_hold":false,"retention_days":1}`, 403,
+			"lifting the legal hold, shortening retention (or returning it to the configured default) needs a global grant"},
+		{"scoped lifts the hold", acmeAdmin, "acme", `{"legal_hold":false}`, 403, "lifting the legal hold needs a global grant"},
+		{"scoped rewords the reason", acmeAdmin, "acme", `{"legal_hold_reason":"nothing"}`, 403, "changing the legal hold's reason"},
+		{"scoped shortens retention", acmeAdmin, "acme", `{"retention_days":30}`, 403, "shortening retention"},
+		{"scoped returns retention to the default", acmeAdmin, "acme", `{"retention_days":0}`, 403, "shortening retention"},
+		{"scoped changes business hours", acmeAdmin, "acme", `{"business_hours":{"timezone":"Asia/Tokyo"}}`, 403, "changing business hours needs a global grant"},
+		{"global admin patches _audit", admin, storage.AuditWorkspace, `{"retention_days":1}`, 403, `workspace "_audit" is reserved`},
+		{"global admin holds _audit", admin, storage.AuditWorkspace, `{"legal_hold":true,"legal_hold_reason":"x"}`, 403, "reserved"},
+		// What destroys nothing stays open to the tenant.
+		{"scoped raises retention", acmeAdmin, "acme", `{"retention_days":400}`, 200, ""},
+		{"scoped renames", acmeAdmin, "acme", `{"name":"Acme Corp"}`, 200, ""},
+		{"scoped keeps the hold as it is", acmeAdmin, "acme", `{"legal_hold":true,"legal_hold_reason":"litigation 7"}`, 200, ""},
+		{"global admin lifts the hold and shortens retention", admin, "acme", `{"legal_hold":false,"retention_days":1}`, 200, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			announced := len(hook.all())
+			before, _ := e.store.GetWorkspace(tt.id)
+			w := e.send(http.MethodPatch, "/api/v1/workspaces/"+tt.id, tt.secret, tt.body)
+			if tt.status == http.StatusOK {
+				if w.Code != http.StatusOK {
+					t.Fatalf("status %d: %s", w.Code, w.Body)
+				}
+				return
+			}
+			wantProblem(t, w, tt.status, tt.detail)
+			after, _ := e.store.GetWorkspace(tt.id)
+			if fmt.Sprint(before) != fmt.Sprint(after) || len(hook.all()) != announced {
+				t.Errorf("a refused change went through: %+v -> %+v", before, after)
+			}
+			if ev := e.lastAudit(); ev.Action != "auth.forbidden" || ev.Status != http.StatusForbidden {
+				t.Errorf("refusal recorded as %s %d", ev.Action, ev.Status)
+			}
+		})
+	}
+	got, err := e.store.GetWorkspace("acme")
+	if err != nil || got.LegalHold || got.RetentionDays != 1 || got.Name != "Acme Corp" {
+		t.Errorf("acme = %+v, %v", got, err)
+	}
+	if _, err := e.store.GetWorkspace(storage.AuditWorkspace); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("_audit got a record: %v", err)
 	}
 }

@@ -22,6 +22,38 @@ const AuditWorkspace = "_audit"
 // otherwise write into the audit workspace by sending a header.
 func ReservedWorkspace(ws string) bool { return strings.HasPrefix(ws, "_") }
 
+// MaxWorkspaceID is the longest workspace id ValidWorkspaceID accepts.
+const MaxWorkspaceID = 128
+
+// ValidWorkspaceID checks a workspace id an operator names (creating a
+// workspace record, granting a key or binding a role in it): 1 to
+// MaxWorkspaceID bytes of letters, digits and . - _ : @, not reserved.
+// The rule is narrow enough to sit in a URL path unescaped and wide
+// enough for host names and tenant slugs. It is the one rule for every
+// place that accepts a workspace name, so a workspace that can be created
+// can also be granted.
+func ValidWorkspaceID(id string) error {
+	switch {
+	case id == "":
+		return errors.New("id is required")
+	case len(id) > MaxWorkspaceID:
+		return fmt.Errorf("id is longer than %d bytes", MaxWorkspaceID)
+	case ReservedWorkspace(id):
+		return fmt.Errorf("id %q is reserved: ids starting with '_' belong to the sidecar", id)
+	}
+	for _, c := range id {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune(".-_:@", c)
+		if !ok {
+			short := id
+			if len(short) > 64 {
+				short = short[:64] + "..."
+			}
+			return fmt.Errorf("id %q: only letters, digits and . - _ : @ are allowed", short)
+		}
+	}
+	return nil
+}
+
 // BusinessHours is when a workspace normally works, for the detectors'
 // off-hours checks. It mirrors detectors.BusinessHours (storage cannot
 // import detectors); empty fields fall back to the detector config. The

@@ -94,3 +94,35 @@ func TestBusinessHoursIsZero(t *testing.T) {
 		}
 	}
 }
+
+func TestValidWorkspaceID(t *testing.T) {
+	tests := []struct {
+		id   string
+		want string // part of the error; "" means valid
+	}{
+		{"acme", ""},
+		{"tenant-7.eu_west:prod@corp", ""},
+		{strings.Repeat("a", 64), ""},
+		// 65 to 128 bytes: creatable, so grantable too (the two old rules
+		// disagreed here).
+		{strings.Repeat("a", 65), ""},
+		{strings.Repeat("a", MaxWorkspaceID), ""},
+		{strings.Repeat("a", MaxWorkspaceID+1), "longer than 128"},
+		{"", "id is required"},
+		{AuditWorkspace, "reserved"},
+		{"_other", "reserved"},
+		{"a b", "only letters, digits"},
+		{"a/b", "only letters, digits"},
+		{"a\x00b", "only letters, digits"},
+		{"café", "only letters, digits"},
+	}
+	for _, tt := range tests {
+		err := ValidWorkspaceID(tt.id)
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("ValidWorkspaceID(%q) = %v, want valid", tt.id, err)
+		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+			t.Errorf("ValidWorkspaceID(%q) = %v, want %q", tt.id, err, tt.want)
+		}
+	}
+}
