@@ -2,16 +2,21 @@ package caddymodule
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
@@ -159,3 +164,63 @@ func TestObserveVerification(t *testing.T) {
 }
 
 func verifyReportOK() storage.VerifyReport { return storage.VerifyReport{OK: true, Events: 1} }
+
+// TestDeployMetricNames: every caddy_audit_ metric the Grafana dashboard
+// and the Prometheus rules in deploy/ query exists, so a renamed metric
+// cannot leave an empty panel or a rule that never fires. The rules pass
+// promtool when it is installed.
+func TestDeployMetricNames(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	if err := registerMetrics(reg); err != nil {
+		t.Fatal(err)
+	}
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	exposed := map[string]bool{}
+	for _, f := range fams {
+		exposed[f.GetName()] = true
+		if f.GetType() == dto.MetricType_HISTOGRAM {
+			for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+				exposed[f.GetName()+suffix] = true
+			}
+		}
+	}
+	dashboard := filepath.Join("..", "deploy", "grafana", "caddy-audit-dashboard.json")
+	rules := filepath.Join("..", "deploy", "prometheus", "caddy-audit-rules.yml")
+	name := regexp.MustCompile(`caddy_audit_[a-z_]*[a-z]`)
+	for _, path := range []string{dashboard, rules} {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		used := name.FindAllString(string(data), -1)
+		if len(used) < 10 {
+			t.Errorf("%s uses only %d metric names", path, len(used))
+		}
+		for _, n := range used {
+			if !exposed[n] {
+				t.Errorf("%s uses %s, which is not exposed", path, n)
+			}
+		}
+	}
+	data, _ := os.ReadFile(dashboard)
+	var d struct {
+		Title  string `json:"title"`
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(data, &d); err != nil || len(d.Panels) < 10 {
+		t.Fatalf("the dashboard is not a Grafana dashboard with panels: %v", err)
+	}
+	if promtool, err := exec.LookPath("promtool"); err == nil {
+		if out, err := exec.Command(promtool, "check", "rules", rules).CombinedOutput(); err != nil {
+			t.Fatalf("promtool check rules: %v\n%s", err, out)
+		}
+	}
+}
