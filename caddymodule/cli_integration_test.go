@@ -219,6 +219,16 @@ func TestCLI(t *testing.T) {
 	if err := <-followDone; err != nil {
 		t.Fatalf("events --follow ended with %v", err)
 	}
+	// The header, the newest page (3), then only what came after.
+	var older int
+	for _, line := range strings.Split(strings.TrimSpace(followOut.String()), "\n") {
+		if !strings.Contains(line, marker) {
+			older++
+		}
+	}
+	if older > 4 {
+		t.Fatalf("events --follow printed %d lines of older events:\n%s", older, followOut.String())
+	}
 
 	// export: to a file, trailers checked; the file verifies offline.
 	exported := filepath.Join(t.TempDir(), "events.ndjson")

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -224,76 +225,78 @@ func eventPrinter(w io.Writer, asJSON bool) func([]storage.Event) error {
 
 // followLag is how far back each poll looks again: an event is stamped
 // when its request starts or ends but committed a little later, so a poll
-// from exactly the newest time seen could miss one.
+// from exactly the newest time seen could miss one. Commit order (seq)
+// then says which of the events read again are new.
 const followLag = 10 * time.Second
 
-// followEvents prints the newest page, then polls for events newer than
-// the newest seen (minus followLag, deduplicated by id) until ctx ends.
+// followEvents prints the newest page, then polls for events committed
+// since (a seq above the highest seen, among those stamped at most
+// followLag before the newest) until ctx ends.
 func followEvents(ctx context.Context, c *adminClient, q url.Values, interval time.Duration, print func([]storage.Event) error) error {
 	c.agent = "caddy-audit-cli/events-follow"
-	seen := make(map[string]time.Time)
-	var newest time.Time
-	first := true
+	own := func(e *storage.Event) bool { return e.Kind == storage.KindAdmin && e.UserAgent == c.agent }
+	var page eventsPage
+	if err := c.do(ctx, http.MethodGet, "/api/v1/events?"+q.Encode(), nil, &page); err != nil {
+		return err
+	}
+	var maxSeq uint64
+	newest := time.Now()
+	var first []storage.Event
+	for _, e := range page.Events {
+		maxSeq = max(maxSeq, e.Seq)
+		if !own(&e) {
+			first = append(first, e)
+		}
+	}
+	if len(page.Events) > 0 {
+		newest = page.Events[0].Time
+	}
+	slices.Reverse(first) // oldest first, as a tail does
+	if err := print(first); err != nil {
+		return err
+	}
+	from, _ := time.Parse(time.RFC3339Nano, q.Get("from"))
 	for {
-		pq := url.Values{}
-		for k, v := range q {
-			pq[k] = v
-		}
-		if !first {
-			pq.Set("limit", strconv.Itoa(storage.MaxPageSize))
-			if from := newest.Add(-followLag); !newest.IsZero() && (q.Get("from") == "" || from.After(mustTime(q.Get("from")))) {
-				pq.Set("from", from.UTC().Format(time.RFC3339Nano))
-			}
-		}
-		var fresh []storage.Event
-		for {
-			var page eventsPage
-			if err := c.do(ctx, http.MethodGet, "/api/v1/events?"+pq.Encode(), nil, &page); err != nil {
-				return err
-			}
-			stop := first || page.NextCursor == ""
-			for _, e := range page.Events {
-				if _, ok := seen[e.ID]; ok {
-					stop = true
-					continue
-				}
-				if e.Kind == storage.KindAdmin && e.UserAgent == c.agent {
-					continue
-				}
-				fresh = append(fresh, e)
-			}
-			for _, e := range page.Events {
-				seen[e.ID] = e.Time
-			}
-			if stop {
-				break
-			}
-			pq.Set("cursor", page.NextCursor)
-		}
-		first = false
-		slices.Reverse(fresh) // oldest first, as a tail does
-		if err := print(fresh); err != nil {
-			return err
-		}
-		for _, t := range seen {
-			if t.After(newest) {
-				newest = t
-			}
-		}
-		for id, t := range seen {
-			if t.Before(newest.Add(-2 * followLag)) {
-				delete(seen, id)
-			}
-		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(interval):
 		}
+		pq := url.Values{}
+		for k, v := range q {
+			pq[k] = v
+		}
+		pq.Set("limit", strconv.Itoa(storage.MaxPageSize))
+		if since := newest.Add(-followLag); since.After(from) {
+			pq.Set("from", since.UTC().Format(time.RFC3339Nano))
+		}
+		var fresh []storage.Event
+		seqBefore := maxSeq
+		for {
+			var page eventsPage
+			if err := c.do(ctx, http.MethodGet, "/api/v1/events?"+pq.Encode(), nil, &page); err != nil {
+				return err
+			}
+			for _, e := range page.Events {
+				if e.Seq <= seqBefore {
+					continue
+				}
+				maxSeq = max(maxSeq, e.Seq)
+				if e.Time.After(newest) {
+					newest = e.Time
+				}
+				if !own(&e) {
+					fresh = append(fresh, e)
+				}
+			}
+			if page.NextCursor == "" {
+				break
+			}
+			pq.Set("cursor", page.NextCursor)
+		}
+		slices.SortFunc(fresh, func(a, b storage.Event) int { return cmp.Compare(a.Seq, b.Seq) })
+		if err := print(fresh); err != nil {
+			return err
+		}
 	}
-}
-
-func mustTime(v string) time.Time {
-	t, _ := time.Parse(time.RFC3339Nano, v)
-	return t
 }
