@@ -86,7 +86,7 @@ figure, for the auditor's file.`,
 // checkpoint.
 func printEnvelope(w io.Writer, title string, e *adminapi.ReportEnvelope) {
 	scope := "all workspaces"
-	if e.Workspace != "" {
+	if e.Workspace != "" && e.Workspace != "all" {
 		scope = "workspace " + cleanCell(e.Workspace)
 	}
 	fmt.Fprintf(w, "%s, %s .. %s, %s\n", title, shortTime(e.TimeRange.From), shortTime(e.TimeRange.To), scope)
