@@ -56,14 +56,8 @@ func alertsListCommand() *cobra.Command {
 					q.Set(name, v)
 				}
 			}
-			for _, name := range []string{"from", "to"} {
-				if v, _ := cmd.Flags().GetString(name); v != "" {
-					t, err := parseWhen(v, time.Now())
-					if err != nil {
-						return fmt.Errorf("--%s: %v", name, err)
-					}
-					q.Set(name, t.UTC().Format(time.RFC3339Nano))
-				}
+			if err := setTimeParams(cmd, q, time.Now(), "from", "to"); err != nil {
+				return err
 			}
 			limit, _ := cmd.Flags().GetInt("limit")
 			q.Set("limit", strconv.Itoa(limit))

@@ -54,20 +54,28 @@ func addEventFilterFlags(cmd *cobra.Command) {
 func eventFilterQuery(cmd *cobra.Command, now time.Time) (url.Values, error) {
 	q := url.Values{}
 	for _, f := range eventFilterFlags {
-		v, _ := cmd.Flags().GetString(f.flag)
+		if v, _ := cmd.Flags().GetString(f.flag); v != "" && f.flag != "from" && f.flag != "to" {
+			q.Set(f.param, v)
+		}
+	}
+	return q, setTimeParams(cmd, q, now, "from", "to")
+}
+
+// setTimeParams sets the query parameters of the time flags given (named
+// as their parameters: from, to) that are set, read by parseWhen.
+func setTimeParams(cmd *cobra.Command, q url.Values, now time.Time, names ...string) error {
+	for _, name := range names {
+		v, _ := cmd.Flags().GetString(name)
 		if v == "" {
 			continue
 		}
-		if f.flag == "from" || f.flag == "to" {
-			t, err := parseWhen(v, now)
-			if err != nil {
-				return nil, fmt.Errorf("--%s: %v", f.flag, err)
-			}
-			v = t.UTC().Format(time.RFC3339Nano)
+		t, err := parseWhen(v, now)
+		if err != nil {
+			return fmt.Errorf("--%s: %v", name, err)
 		}
-		q.Set(f.param, v)
+		q.Set(name, t.UTC().Format(time.RFC3339Nano))
 	}
-	return q, nil
+	return nil
 }
 
 // parseWhen reads RFC 3339, or a duration before now ("90m", "7d").

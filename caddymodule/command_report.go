@@ -45,14 +45,8 @@ figure, for the auditor's file.`,
 			Args:  cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
 				q := url.Values{}
-				for _, name := range []string{"from", "to"} {
-					if v, _ := cmd.Flags().GetString(name); v != "" {
-						t, err := parseWhen(v, time.Now())
-						if err != nil {
-							return fmt.Errorf("--%s: %v", name, err)
-						}
-						q.Set(name, t.UTC().Format(time.RFC3339Nano))
-					}
+				if err := setTimeParams(cmd, q, time.Now(), "from", "to"); err != nil {
+					return err
 				}
 				if v, _ := cmd.Flags().GetString("workspace"); v != "" {
 					q.Set("workspace", v)
