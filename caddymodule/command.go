@@ -2,23 +2,31 @@ package caddymodule
 
 import (
 	"bytes"
-	"encoding/base64"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
-
-	"github.com/caddy-audit/caddy-audit/storage"
 )
+
+// auditCommands are the constructors of the `caddy audit` subcommands.
+// Each command file appends its own in an init function, so a new group
+// (say `caddy audit policy`) is one new file and no edit here; they are
+// called when Cobra builds the tree, after every init has run.
+var auditCommands []func() *cobra.Command
+
+// addAuditCommand registers a `caddy audit` subcommand constructor.
+func addAuditCommand(newCmd func() *cobra.Command) {
+	auditCommands = append(auditCommands, newCmd)
+}
 
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
@@ -31,42 +39,76 @@ Commands for the audit trail recorded by the audit handler.
 While Caddy runs, its audit database is locked; commands that need live
 data talk to the admin API (audit_admin) instead, at --admin (default
 $CADDY_AUDIT_ADMIN or http://127.0.0.1:9180) with the API key in
-$CADDY_AUDIT_KEY or --key-file (default ./data/bootstrap-admin.key).`,
-		CobraFunc: func(cmd *cobra.Command) {
-			cmd.AddCommand(verifyCommand(), importCommand())
-		},
+$CADDY_AUDIT_KEY or --key-file (default ./data/bootstrap-admin.key).
+
+Tables are for people; --json prints what the API answered, for scripts.`,
+		CobraFunc: buildAuditCommand,
 	})
 }
 
+// buildAuditCommand adds every registered subcommand to `caddy audit`.
+func buildAuditCommand(cmd *cobra.Command) {
+	for _, newCmd := range auditCommands {
+		sub := newCmd()
+		// A failed call already says what went wrong and what to do;
+		// the usage text would bury that.
+		sub.SilenceUsage = true
+		cmd.AddCommand(sub)
+	}
+}
+
+// defaultKeyFile is where Caddyfile.example's data_dir puts the bootstrap
+// key, relative to the directory Caddy was started from.
+const defaultKeyFile = "./data/bootstrap-admin.key"
+
 // adminClient is how CLI commands reach a running sidecar.
 type adminClient struct {
-	base, key string
-	http      *http.Client
+	base string
+	key  string
+	// keySource says where the key came from, for error messages.
+	keySource string
+	// agent is the User-Agent, which the admin trail records: "events
+	// --follow" uses it to leave out its own polls.
+	agent string
+	http  *http.Client
 }
 
 func addAdminFlags(cmd *cobra.Command) {
-	cmd.Flags().String("admin", envOr("CADDY_AUDIT_ADMIN", "http://127.0.0.1:9180"), "admin API address (audit_admin)")
-	cmd.Flags().String("key-file", "./data/bootstrap-admin.key", "file holding the admin API key, when $CADDY_AUDIT_KEY is unset")
+	cmd.Flags().String("admin", envOr("CADDY_AUDIT_ADMIN", "http://127.0.0.1:9180"), "admin API address (audit_admin); $CADDY_AUDIT_ADMIN")
+	cmd.Flags().String("key-file", defaultKeyFile, "file holding the admin API key, when $CADDY_AUDIT_KEY is unset")
 }
 
 func newAdminClient(cmd *cobra.Command) (*adminClient, error) {
 	base, _ := cmd.Flags().GetString("admin")
-	key := os.Getenv("CADDY_AUDIT_KEY")
-	if key == "" {
+	base = strings.TrimRight(base, "/")
+	if !strings.Contains(base, "://") {
+		base = "http://" + base
+	}
+	c := &adminClient{
+		base:      base,
+		key:       os.Getenv("CADDY_AUDIT_KEY"),
+		keySource: "$CADDY_AUDIT_KEY",
+		agent:     "caddy-audit-cli/" + cmd.Name(),
+		http:      &http.Client{Timeout: 10 * time.Minute},
+	}
+	if c.key == "" {
 		path, _ := cmd.Flags().GetString("key-file")
 		data, err := os.ReadFile(path)
 		if err != nil {
-			return nil, fmt.Errorf("no API key: set CADDY_AUDIT_KEY or point --key-file at one (%v)", err)
+			return nil, fmt.Errorf("no admin API key: $CADDY_AUDIT_KEY is unset and --key-file %s cannot be read (%v).\n"+
+				"  Caddy writes bootstrap-admin.key to its audit data_dir on first start (./data/ with Caddyfile.example):\n"+
+				"  run this from the directory Caddy was started in, point --key-file at the key, or set CADDY_AUDIT_KEY",
+				path, errors.Unwrap(err))
 		}
-		key = strings.TrimSpace(string(data))
+		c.key = strings.TrimSpace(string(data))
+		c.keySource = path
 	}
-	return &adminClient{base: strings.TrimRight(base, "/"), key: key, http: &http.Client{Timeout: 10 * time.Minute}}, nil
+	return c, nil
 }
 
 // do sends a request with a JSON body (nil for none) and decodes a JSON
-// answer into out; problem documents become errors that say what to do
-// next.
-func (c *adminClient) do(method, path string, body any, out any) error {
+// answer into out (nil to discard it).
+func (c *adminClient) do(ctx context.Context, method, path string, body, out any) error {
 	var rd io.Reader
 	if body != nil {
 		data, err := json.Marshal(body)
@@ -75,244 +117,82 @@ func (c *adminClient) do(method, path string, body any, out any) error {
 		}
 		rd = bytes.NewReader(data)
 	}
-	return c.send(method, path, "application/json", rd, out)
-}
-
-// send is do with a body of any type, streamed.
-func (c *adminClient) send(method, path, contentType string, body io.Reader, out any) error {
-	req, err := http.NewRequest(method, c.base+path, body)
+	resp, err := c.open(ctx, method, path, "application/json", rd)
 	if err != nil {
 		return err
 	}
+	defer resp.Body.Close()
+	if out == nil {
+		_, err = io.Copy(io.Discard, resp.Body)
+		return err
+	}
+	return decodeJSON(resp, out)
+}
+
+// open sends a request and returns the response when it succeeded; the
+// caller reads and closes the body. A failure becomes an error that says
+// what to do next.
+func (c *adminClient) open(ctx context.Context, method, path, contentType string, body io.Reader) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return nil, fmt.Errorf("--admin %s: %v", c.base, err)
+	}
 	req.Header.Set("Authorization", "Bearer "+c.key)
+	req.Header.Set("User-Agent", c.agent)
 	if body != nil {
 		req.Header.Set("Content-Type", contentType)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("the admin API at %s is unreachable (is Caddy running with an audit_admin site? --admin sets the address): %v", c.base, err)
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, c.unreachable(err)
 	}
-	defer resp.Body.Close()
 	if resp.StatusCode >= 400 {
-		var p struct {
-			Detail string `json:"detail"`
-		}
-		_ = json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&p)
-		hint := ""
-		if resp.StatusCode == http.StatusUnauthorized {
-			hint = " (check CADDY_AUDIT_KEY or --key-file)"
-		}
-		return fmt.Errorf("%s %s: %s: %s%s", method, path, resp.Status, p.Detail, hint)
+		defer resp.Body.Close()
+		return nil, c.problem(method, path, resp)
 	}
-	return json.NewDecoder(resp.Body).Decode(out)
+	return resp, nil
 }
 
-func verifyCommand() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "verify [--file <export.ndjson>] [--checkpoint <file>] [--public-key <base64|file>] [--json]",
-		Short: "Verify the integrity chain, live or offline on an export",
-		Long: `
-Without --file, asks the running sidecar to walk its whole hash chain
-(POST /api/v1/integrity/verify), against --checkpoint if given, otherwise
-against the store's own latest checkpoint.
-
-With --file, verifies an NDJSON export (GET /api/v1/events/export with no
-filter) offline: every event's link, every personal part against its
-commitment, and, with --checkpoint, that the file reaches the checkpoint's
-head with the same link (a truncated or rolled-back copy fails). Pin the
-signing key with --public-key (GET /api/v1/integrity/checkpoint shows it);
-without it the key embedded in the checkpoint is used, which proves the
-checkpoint is intact but not who signed it.
-
-Exits 1 when a problem is found.`,
-		RunE: runVerify,
+func (c *adminClient) unreachable(err error) error {
+	hint := "Is Caddy running (./xcaddy.sh run)? Does its config have a site with the audit_admin handler on that address?\n" +
+		"  Point --admin or $CADDY_AUDIT_ADMIN at it"
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return fmt.Errorf("nothing listens at %s (the admin API address tried).\n  %s", c.base, hint)
 	}
-	cmd.Flags().String("file", "", "NDJSON export to verify offline (- for standard input)")
-	cmd.Flags().String("checkpoint", "", "checkpoint JSON kept off the host")
-	cmd.Flags().String("public-key", "", "the checkpoint signing key: base64, or a file holding it")
-	cmd.Flags().Bool("json", false, "print the report as JSON")
-	addAdminFlags(cmd)
-	return cmd
+	return fmt.Errorf("cannot reach the admin API at %s: %v.\n  %s", c.base, err, hint)
 }
 
-func runVerify(cmd *cobra.Command, _ []string) error {
-	file, _ := cmd.Flags().GetString("file")
-	cpPath, _ := cmd.Flags().GetString("checkpoint")
-	pubArg, _ := cmd.Flags().GetString("public-key")
-	asJSON, _ := cmd.Flags().GetBool("json")
-
-	cp, cpPub, err := readCheckpoint(cpPath)
-	if err != nil {
-		return err
+// problem turns an error answer (an RFC 9457 problem document, or
+// whatever a proxy in between sent) into an error with a next step.
+func (c *adminClient) problem(method, path string, resp *http.Response) error {
+	var p struct {
+		Detail string `json:"detail"`
 	}
-	pub, err := readPublicKey(pubArg)
-	if err != nil {
-		return err
-	}
-	if pub == nil {
-		pub = cpPub
-	}
-
-	var rep storage.VerifyReport
-	if file != "" {
-		in := io.Reader(os.Stdin)
-		if file != "-" {
-			f, err := os.Open(file)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			in = f
-		}
-		if rep, err = storage.VerifyNDJSON(in, cp, pub); err != nil {
-			return fmt.Errorf("reading %s: %w", file, err)
-		}
-	} else {
-		client, err := newAdminClient(cmd)
-		if err != nil {
-			return err
-		}
-		body := map[string]any{}
-		if cp != nil {
-			body["checkpoint"] = cp
-		}
-		if err := client.do(http.MethodPost, "/api/v1/integrity/verify", body, &rep); err != nil {
-			return err
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if json.Unmarshal(raw, &p) != nil || p.Detail == "" {
+		p.Detail = strings.TrimSpace(string(raw))
+		if len(p.Detail) > 200 {
+			p.Detail = p.Detail[:200] + "..."
 		}
 	}
-	printReport(cmd.OutOrStdout(), rep, asJSON)
-	if !rep.OK {
-		// Cobra would print usage for an error; the report said it all.
-		cmd.SilenceUsage = true
-		return errors.New("integrity verification failed")
+	msg := fmt.Sprintf("%s %s%s: %s: %s", method, c.base, path, resp.Status, p.Detail)
+	switch resp.StatusCode {
+	case http.StatusUnauthorized:
+		return fmt.Errorf("%s.\n  The admin API refused the key from %s. Use the key Caddy wrote to bootstrap-admin.key in its audit data_dir\n"+
+			"  on first start (--key-file), or ask an administrator for one (caddy audit keys create --name <you> --role auditor)\n"+
+			"  and put it in $CADDY_AUDIT_KEY", msg, c.keySource)
+	case http.StatusForbidden:
+		return fmt.Errorf("%s.\n  The key from %s is valid but its role lacks the permission named above: ask an administrator\n"+
+			"  for a key whose role grants it (caddy audit keys create --role <role>; GET /api/v1/permissions lists them)", msg, c.keySource)
+	case http.StatusTooManyRequests:
+		return fmt.Errorf("%s.\n  Too many invalid keys from this address: wait %s seconds and check the key", msg, resp.Header.Get("Retry-After"))
+	case http.StatusServiceUnavailable:
+		return fmt.Errorf("%s.\n  The admin API answers but the audit store is not available: see Caddy's log", msg)
 	}
-	return nil
-}
-
-func importCommand() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "import --file <access.log> [--format auto|caddy|common|combined] [--source <name>] [--workspace-header <name>]",
-		Short: "Backfill an access log into the trail and replay it through the detectors",
-		Long: `
-Streams an access log (Caddy's JSON access log, Common or Combined Log
-Format) to the running sidecar (POST /api/v1/import). Its lines become
-audit events, with query strings and headers redacted as live traffic is,
-and are replayed in event-time order through a fresh detector engine:
-the alerts show what the sidecar would have raised at the time. Importing
-the same --source twice does not duplicate events.`,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			file, _ := cmd.Flags().GetString("file")
-			if file == "" {
-				return errors.New("--file is required")
-			}
-			f, err := os.Open(file)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			source, _ := cmd.Flags().GetString("source")
-			if source == "" {
-				source = filepath.Base(file)
-			}
-			q := url.Values{"source": {source}}
-			if v, _ := cmd.Flags().GetString("format"); v != "" {
-				q.Set("format", v)
-			}
-			if v, _ := cmd.Flags().GetString("workspace-header"); v != "" {
-				q.Set("workspace_header", v)
-			}
-			client, err := newAdminClient(cmd)
-			if err != nil {
-				return err
-			}
-			var res map[string]any
-			if err := client.send(http.MethodPost, "/api/v1/import?"+q.Encode(), "text/plain", f, &res); err != nil {
-				return err
-			}
-			enc := json.NewEncoder(cmd.OutOrStdout())
-			enc.SetIndent("", "  ")
-			return enc.Encode(res)
-		},
-	}
-	cmd.Flags().String("file", "", "access log to import")
-	cmd.Flags().String("format", "auto", "auto, caddy, common or combined")
-	cmd.Flags().String("source", "", "name recorded with each event (default: the file's base name)")
-	cmd.Flags().String("workspace-header", "", "request header naming the workspace (Caddy JSON logs)")
-	addAdminFlags(cmd)
-	return cmd
-}
-
-// readCheckpoint reads a checkpoint file: either a bare checkpoint or the
-// body of GET /api/v1/integrity/checkpoint, whose public key it returns.
-func readCheckpoint(path string) (*storage.Checkpoint, []byte, error) {
-	if path == "" {
-		return nil, nil, nil
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, nil, err
-	}
-	var wrapped struct {
-		Checkpoint *storage.Checkpoint `json:"checkpoint"`
-		PublicKey  string              `json:"public_key"`
-	}
-	if err := json.Unmarshal(data, &wrapped); err == nil && wrapped.Checkpoint != nil {
-		// The key saved with the checkpoint pins the signer as of then.
-		pub, err := base64.StdEncoding.DecodeString(wrapped.PublicKey)
-		if err != nil {
-			return nil, nil, fmt.Errorf("%s: public_key is not base64: %v", path, err)
-		}
-		return wrapped.Checkpoint, pub, nil
-	}
-	var cp storage.Checkpoint
-	if err := json.Unmarshal(data, &cp); err != nil {
-		return nil, nil, fmt.Errorf("%s is not a checkpoint: %v", path, err)
-	}
-	return &cp, nil, nil
-}
-
-// readPublicKey takes base64 or a file holding base64.
-func readPublicKey(arg string) ([]byte, error) {
-	if arg == "" {
-		return nil, nil
-	}
-	text := arg
-	if data, err := os.ReadFile(arg); err == nil {
-		text = string(data)
-	}
-	key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(text))
-	if err != nil {
-		return nil, fmt.Errorf("--public-key: neither a readable file nor base64: %v", err)
-	}
-	return key, nil
-}
-
-func printReport(w io.Writer, rep storage.VerifyReport, asJSON bool) {
-	if asJSON {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(rep)
-		return
-	}
-	verdict := "OK"
-	if !rep.OK {
-		verdict = "FAILED"
-	}
-	fmt.Fprintf(w, "integrity: %s\n", verdict)
-	fmt.Fprintf(w, "  events %d (seq %d-%d), tombstones %d, erased %d, %d ms\n",
-		rep.Events, rep.FirstSeq, rep.LastSeq, rep.Tombstones, rep.Erased, rep.DurationMS)
-	if rep.CheckpointSeq != 0 {
-		fmt.Fprintf(w, "  checkpoint seq %d: verified %v\n", rep.CheckpointSeq, rep.CheckpointVerified)
-	}
-	if rep.CheckpointNote != "" {
-		fmt.Fprintf(w, "  note: %s\n", rep.CheckpointNote)
-	}
-	for _, p := range rep.Problems {
-		fmt.Fprintf(w, "  problem at seq %d: %s: %s\n", p.Seq, p.Kind, p.Detail)
-	}
-	if rep.ProblemCount > int64(len(rep.Problems)) {
-		fmt.Fprintf(w, "  ... %d problems in all\n", rep.ProblemCount)
-	}
+	return errors.New(msg)
 }
 
 func envOr(name, def string) string {
@@ -320,4 +200,12 @@ func envOr(name, def string) string {
 		return v
 	}
 	return def
+}
+
+// decodeJSON decodes a successful answer's JSON body into out.
+func decodeJSON(resp *http.Response, out any) error {
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("%s %s: the answer is not the JSON expected: %v", resp.Request.Method, resp.Request.URL.Path, err)
+	}
+	return nil
 }

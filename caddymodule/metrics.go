@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/caddy-audit/caddy-audit/detectors"
 	"github.com/caddy-audit/caddy-audit/storage"
 )
 
@@ -127,7 +128,35 @@ func initMetrics() {
 			Namespace: ns, Subsystem: "audit_detector", Name: "events_dropped_total",
 			Help: "Committed events the detector worker's feed had no room for; the worker reads them back from the store, so they are judged late, not lost.",
 		})
+		initSeries()
 	})
+}
+
+// initSeries creates every series of the labelled metrics at zero. The
+// label values are closed sets, so this bounds the cardinality and
+// makes each series exist from the first scrape: rate() and increase()
+// then see the first drop or alert as a change from 0 (a series born at 1
+// shows no increase), and a dashboard or alert rule finds every metric
+// name before anything has gone wrong.
+func initSeries() {
+	for _, level := range []string{LevelMetadata, LevelHeaders} {
+		metrics.recorded.WithLabelValues(level)
+	}
+	for _, reason := range []string{storage.DropQueueFull, storage.DropWriteError, storage.DropClosed} {
+		metrics.dropped.WithLabelValues(reason)
+	}
+	for _, kind := range []string{storage.KindFull, storage.KindPermission, storage.KindCorrupt, storage.KindClosed, storage.KindIO} {
+		metrics.writeErrors.WithLabelValues(kind)
+	}
+	for _, kind := range []string{storage.KindLocked, storage.KindFull, storage.KindPermission, storage.KindCorrupt, storage.KindIO} {
+		metrics.openErrors.WithLabelValues(kind)
+	}
+	for _, sev := range storage.Severities {
+		metrics.openAlerts.WithLabelValues(sev)
+		for _, det := range detectors.Detectors {
+			metrics.alerts.WithLabelValues(det, sev)
+		}
+	}
 }
 
 // registerMetrics registers the collectors on reg. Already being registered

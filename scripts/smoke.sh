@@ -9,7 +9,10 @@
 #
 # Caddy runs in a temporary directory with a copy of Caddyfile.example, so
 # the audit data (./data) and Caddy's own state stay out of your checkout
-# and home. Needs curl and python3, and ports 8080, 9000, 9180 and 2019 free.
+# and home. Needs curl, python3 and promtool (Debian: apt-get install
+# prometheus), and ports 8080, 9000, 9180 and 2019 free. After the HTTP
+# checks it runs the CLI (simulate, alerts, report, export, verify) and
+# lints a live /metrics scrape and the metric names deploy/ uses.
 # The last line is "N passed, M failed"; the exit status is 0 only when
 # nothing failed.
 set -euo pipefail
@@ -306,4 +309,72 @@ if verify events.json --quiet; then
 	ok "all $n events are still there after a restart"
 else
 	bad "events missing after a restart: $(verify events.json | grep -c '^FAIL ' || true) of $n"
+fi
+
+# The operator's tools on the running sidecar: the CLI as a user runs it
+# from the directory Caddy was started in (./data/bootstrap-admin.key is
+# the default key), the README demo, and Prometheus.
+audit() { "$root/caddy" audit "$@"; }
+if audit simulate --target http://127.0.0.1:8080 --requests 1000 >simulate.txt 2>simulate.err &&
+	grep -q '^sent [0-9]* requests' simulate.txt && ! grep -q 'differ from the stand-in app' simulate.txt; then
+	ok "caddy audit simulate: $(head -n 1 simulate.txt)"
+else
+	bad "caddy audit simulate: $(cat simulate.txt simulate.err | tail -n 15)"
+fi
+alerts_seen=
+for _ in $(seq 50); do
+	audit alerts list --limit 1000 >alerts.txt 2>alerts.err || true
+	if grep -q brute_force alerts.txt && grep -q mass_deletion alerts.txt && grep -q privilege_escalation alerts.txt &&
+		grep -q data_exfiltration alerts.txt && grep -q unauthorized_access alerts.txt; then
+		alerts_seen=1
+		break
+	fi
+	sleep 0.2
+done
+if [[ -n "$alerts_seen" ]]; then
+	ok "caddy audit alerts list shows the simulated attacks ($(($(wc -l <alerts.txt) - 1)) alerts)"
+else
+	bad "caddy audit alerts list after the simulation: $(cat alerts.txt alerts.err | head -n 20)"
+fi
+if audit report score >score.txt 2>&1 && grep -q '^score: [0-9]* / 100' score.txt; then
+	ok "caddy audit report score: $(grep '^score:' score.txt)"
+else
+	bad "caddy audit report score: $(head -n 10 score.txt)"
+fi
+if audit export -o export.ndjson 2>export.err && grep -q '(checked)' export.err &&
+	audit verify --file export.ndjson >verify.txt 2>&1 && grep -q 'integrity: OK' verify.txt; then
+	ok "caddy audit export (trailers checked) verifies offline: $(sed -n 2p verify.txt | sed 's/^ *//')"
+else
+	bad "caddy audit export + verify --file: $(cat export.err verify.txt 2>/dev/null | head -n 10)"
+fi
+
+# Prometheus: the live /metrics passes promtool's lint, and every metric
+# the dashboard and the alert rules in deploy/ use is in it.
+if ! command -v promtool >/dev/null; then
+	bad "promtool is not installed (apt-get install prometheus; .ci/run installs it)"
+elif ! curl -sS -f -o metrics.txt http://127.0.0.1:9180/metrics; then
+	bad "GET /metrics for promtool failed"
+elif lint=$(promtool check metrics <metrics.txt 2>&1); then
+	ok "promtool check metrics passes on a live scrape of :9180/metrics ($(grep -c '^caddy_audit_' metrics.txt) caddy_audit_ series)"
+else
+	bad "promtool check metrics on the live scrape: $lint"
+fi
+missing=$(python3 - "$root/deploy/grafana/caddy-audit-dashboard.json" "$root/deploy/prometheus/caddy-audit-rules.yml" metrics.txt <<'PY'
+import re, sys
+scraped = set()
+for line in open(sys.argv[3]):
+    m = re.match(r"# TYPE (\S+)|([a-zA-Z_:][a-zA-Z0-9_:]*)", line)
+    if m:
+        scraped.add(m.group(1) or m.group(2))
+used = set()
+for path in sys.argv[1:3]:
+    used |= set(re.findall(r"caddy_audit_[a-z_]*[a-z]", open(path).read()))
+print(" ".join(sorted(used - scraped)) or "", end="")
+print(f"\t{len(used)}", end="")
+PY
+) || missing="error"$'\t'0
+if [[ "${missing%%$'\t'*}" == "" ]]; then
+	ok "all ${missing#*$'\t'} metric names of the Grafana dashboard and the alert rules are in the live scrape"
+else
+	bad "metric names used in deploy/ but not in the live scrape: ${missing%%$'\t'*}"
 fi
