@@ -92,11 +92,15 @@ func (a *api) subjectToken(user string) string {
 // into a URL by mistake must not reach the trail in clear either.
 const redactedKey = keyPrefix + "[redacted]"
 
-// looksLikeKey reports whether v may be an API key secret.
-func looksLikeKey(v string) bool { return strings.HasPrefix(v, keyPrefix) }
+// looksLikeKey reports whether v may be an API key secret: the marker
+// and more than the public prefix a key record shows (keyPrefixLen
+// characters, kept in the trail on purpose to name the key).
+func looksLikeKey(v string) bool {
+	return strings.HasPrefix(v, keyPrefix) && len(v) > keyPrefixLen && v != redactedKey
+}
 
 // subjectDetails is a copy of details with every subject value (at the
-// top level and in its filter) tokenized.
+// top level and in its filter) tokenized and API key lookalikes redacted.
 func (a *api) subjectDetails(details map[string]any) map[string]any {
 	out := maps.Clone(details)
 	if filter, ok := out["filter"].(map[string]any); ok {
@@ -105,11 +109,16 @@ func (a *api) subjectDetails(details map[string]any) map[string]any {
 	return a.tokenizeSubjects(out, subjectParams[:1])
 }
 
-// tokenizeSubjects tokenizes the values of d named in names, in place.
+// tokenizeSubjects tokenizes the values of d named in names and redacts
+// every string value that looks like an API key, in place.
 func (a *api) tokenizeSubjects(d map[string]any, names []string) map[string]any {
-	for _, name := range names {
-		if u, ok := d[name].(string); ok && u != "" {
-			d[name] = a.subjectToken(u)
+	for name, v := range d {
+		switch s, ok := v.(string); {
+		case !ok || s == "":
+		case slices.Contains(names, name):
+			d[name] = a.subjectToken(s)
+		case looksLikeKey(s):
+			d[name] = redactedKey
 		}
 	}
 	return d

@@ -65,14 +65,14 @@ var (
 //   - 409: a route that changes state (any method but GET) may find the
 //     state in the way (a duplicate name, a record already revoked, an
 //     alert already closed, a source already imported);
-//   - 404: a route that creates a record may be told to link it to one
-//     that does not exist (a key's role, a binding's principal).
+//   - 404: a POST whose JSON body may name other records (a key's role,
+//     a binding's principal and role) finds one missing.
 func inferredProblems(rt route) []int {
 	out := []int{http.StatusBadRequest}
 	if rt.method != http.MethodGet {
 		out = append(out, http.StatusConflict)
 	}
-	if rt.created {
+	if _, isCT := rt.body.(string); rt.method == http.MethodPost && rt.body != nil && !isCT {
 		out = append(out, http.StatusNotFound)
 	}
 	return out
