@@ -21,11 +21,11 @@ func (a *api) alertRoutes() []route {
 			summary: "List alerts, newest first, with cursor pagination", query: alertParams.docs(), resp: alertsPage{}},
 		{method: http.MethodGet, path: id, perm: permAlertsRead, h: a.getAlert,
 			summary: "Read one alert with its evidence and history", resp: storage.Alert{}},
-		{method: http.MethodPost, path: id + "/acknowledge", perm: permAlertsManage, h: a.transition(storage.StatusAcknowledged), problems: []int{http.StatusConflict},
+		{method: http.MethodPost, path: id + "/acknowledge", perm: permAlertsManage, h: a.transition(storage.StatusAcknowledged),
 			summary: "Acknowledge an alert (someone is looking at it)", body: commentBody{}, resp: storage.Alert{}},
-		{method: http.MethodPost, path: id + "/resolve", perm: permAlertsManage, h: a.transition(storage.StatusResolved), problems: []int{http.StatusConflict},
+		{method: http.MethodPost, path: id + "/resolve", perm: permAlertsManage, h: a.transition(storage.StatusResolved),
 			summary: "Resolve an alert", body: commentBody{}, resp: storage.Alert{}},
-		{method: http.MethodPost, path: id + "/false_positive", perm: permAlertsManage, h: a.transition(storage.StatusFalsePositive), problems: []int{http.StatusConflict},
+		{method: http.MethodPost, path: id + "/false_positive", perm: permAlertsManage, h: a.transition(storage.StatusFalsePositive),
 			summary: "Mark an alert a false positive", body: commentBody{}, resp: storage.Alert{}},
 		{method: http.MethodPost, path: id + "/comments", perm: permAlertsManage, h: a.comment,
 			summary: "Comment on an alert", body: commentBody{}, resp: storage.Alert{}, created: true},
@@ -200,29 +200,32 @@ func (a *api) getAlert(w http.ResponseWriter, r *http.Request) {
 
 // commentBody is the body of the alert workflow calls.
 type commentBody struct {
-	// Comment is the analyst's note.
-	Comment string `json:"comment"`
+	// Comment is the analyst's note. Optional on the status changes (an
+	// empty body is no comment), required by POST .../comments.
+	Comment string `json:"comment,omitempty"`
 }
 
 // maxCommentBody bounds the request body of the alert workflow calls.
 const maxCommentBody = 16 << 10
 
-// readComment parses the optional {"comment": "..."} body. An empty body
-// is no comment.
-func readComment(w http.ResponseWriter, r *http.Request) (string, error) {
-	if err := checkJSONContentType(r); err != nil {
-		return "", err
-	}
+// readComment reads the optional {"comment": "..."} body with readJSON,
+// the one body reader (415 for a body that is not JSON, 413 for one too
+// large, 400 for a malformed one), and records a refusal itself. An empty
+// body is no comment.
+func (a *api) readComment(w http.ResponseWriter, r *http.Request, key storage.APIKey, action string) (string, bool) {
 	var b commentBody
-	if tooLarge, err := decodeOptionalJSON(w, r, maxCommentBody, &b); tooLarge {
-		return "", err
-	} else if err != nil {
-		return "", fmt.Errorf(`the body must be {"comment": "..."}: %v`, err)
+	sw := &statusWriter{ResponseWriter: w}
+	if !readJSON(sw, r, maxCommentBody, &b, false, `{"comment": "..."}`) {
+		a.record(r, key, action, sw.status(), map[string]any{"alert_id": truncate(r.PathValue("id"), 64)})
+		return "", false
 	}
 	if len(b.Comment) > storage.MaxCommentLength {
-		return "", fmt.Errorf("comment is longer than %d bytes", storage.MaxCommentLength)
+		detail := fmt.Sprintf("body field comment: longer than %d bytes", storage.MaxCommentLength)
+		a.record(r, key, action, http.StatusBadRequest, map[string]any{"alert_id": truncate(r.PathValue("id"), 64), "reason": detail})
+		writeProblem(w, r, http.StatusBadRequest, detail)
+		return "", false
 	}
-	return b.Comment, nil
+	return b.Comment, true
 }
 
 // transition serves POST /api/v1/alerts/{id}/acknowledge, /resolve and
@@ -231,10 +234,8 @@ func (a *api) transition(to string) http.HandlerFunc {
 	action := "alerts." + to
 	return func(w http.ResponseWriter, r *http.Request) {
 		key, _ := principalFrom(r.Context())
-		comment, err := readComment(w, r)
-		if err != nil {
-			a.record(r, key, action, http.StatusBadRequest, map[string]any{"alert_id": truncate(r.PathValue("id"), 64), "reason": err.Error()})
-			writeProblem(w, r, http.StatusBadRequest, err.Error())
+		comment, ok := a.readComment(w, r, key, action)
+		if !ok {
 			return
 		}
 		al, ok := a.loadAlert(w, r, key, action)
@@ -270,13 +271,14 @@ func (a *api) transition(to string) http.HandlerFunc {
 func (a *api) comment(w http.ResponseWriter, r *http.Request) {
 	key, _ := principalFrom(r.Context())
 	const action = "alerts.comment"
-	comment, err := readComment(w, r)
-	if err == nil && comment == "" {
-		err = errors.New(`a comment is required: {"comment": "..."}`)
+	comment, ok := a.readComment(w, r, key, action)
+	if !ok {
+		return
 	}
-	if err != nil {
-		a.record(r, key, action, http.StatusBadRequest, map[string]any{"alert_id": truncate(r.PathValue("id"), 64), "reason": err.Error()})
-		writeProblem(w, r, http.StatusBadRequest, err.Error())
+	if comment == "" {
+		detail := `a comment is required: {"comment": "..."}`
+		a.record(r, key, action, http.StatusBadRequest, map[string]any{"alert_id": truncate(r.PathValue("id"), 64), "reason": detail})
+		writeProblem(w, r, http.StatusBadRequest, detail)
 		return
 	}
 	al, ok := a.loadAlert(w, r, key, action)

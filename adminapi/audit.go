@@ -2,9 +2,11 @@ package adminapi
 
 import (
 	"context"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -41,13 +43,12 @@ func (a *api) record(r *http.Request, key storage.APIKey, action string, status 
 		Outcome:   storage.Outcome(status),
 		UserAgent: policy.Clean(r.UserAgent()),
 		Workspace: storage.AuditWorkspace,
-		Details:   details,
 	}
-	filter, _ := details["filter"].(map[string]any)
-	for _, d := range []map[string]any{details, filter} {
-		if u, ok := d[subjectParam].(string); ok {
-			d[subjectParam] = a.subjectToken(u)
-		}
+	// Tokenized on copies: details and its filter are often the caller's
+	// response values too (the stats echo their filter), which must keep
+	// what the client asked for.
+	if details != nil {
+		ev.Details = a.subjectDetails(details)
 	}
 	if key.Workspace != "" {
 		// The principal's own scope, for "what did acme's key do".
@@ -67,6 +68,13 @@ func (a *api) record(r *http.Request, key storage.APIKey, action string, status 
 // filter of searches and exports.
 const subjectParam = "user"
 
+// subjectParams are the query parameters and filter detail names whose
+// values may be a data subject's id: the user filter, and the alerts'
+// subject filter (a user id for user alerts). At the top level of
+// details only "user" is a clear id: the GDPR calls put the subject's
+// pseudonym under "subject" already.
+var subjectParams = []string{subjectParam, "subject"}
+
 // subjectToken is what the admin trail keeps of a data subject's id: its
 // keyed token, which matches the subject's other records for whoever
 // holds the key, so an investigator can still follow who looked up whom,
@@ -79,33 +87,124 @@ func (a *api) subjectToken(user string) string {
 	return a.redactor.Token(user)
 }
 
-// subjectPath is r's path with the subject's segment tokenized.
-func (a *api) subjectPath(r *http.Request) string {
-	path := r.URL.EscapedPath()
-	user := r.PathValue(subjectParam)
-	if user == "" {
-		return path
+// redactedKey replaces what looks like an API key secret in a recorded
+// path or query: keys travel in the Authorization header, but one pasted
+// into a URL by mistake must not reach the trail in clear either.
+const redactedKey = keyPrefix + "[redacted]"
+
+// looksLikeKey reports whether v may be an API key secret: the marker
+// and more than the public prefix a key record shows (keyPrefixLen
+// characters, kept in the trail on purpose to name the key).
+func looksLikeKey(v string) bool {
+	return strings.HasPrefix(v, keyPrefix) && len(v) > keyPrefixLen && v != redactedKey
+}
+
+// subjectDetails is a copy of details with every subject value (at the
+// top level and in its filter) tokenized and API key lookalikes redacted.
+func (a *api) subjectDetails(details map[string]any) map[string]any {
+	out := maps.Clone(details)
+	if filter, ok := out["filter"].(map[string]any); ok {
+		out["filter"] = a.tokenizeSubjects(maps.Clone(filter), subjectParams)
 	}
-	segs := strings.Split(path, "/")
+	return a.tokenizeSubjects(out, subjectParams[:1])
+}
+
+// tokenizeSubjects tokenizes the values of d named in names and redacts
+// every string value that looks like an API key, in place.
+func (a *api) tokenizeSubjects(d map[string]any, names []string) map[string]any {
+	for name, v := range d {
+		switch s, ok := v.(string); {
+		case !ok || s == "":
+		case slices.Contains(names, name):
+			d[name] = a.subjectToken(s)
+		case looksLikeKey(s):
+			d[name] = redactedKey
+		}
+	}
+	return d
+}
+
+// subjectPath is r's path with the segment at the route's {user}
+// position tokenized (matched by position in the route pattern, not by
+// value, so a user named like a fixed segment, "v1" or "api", does not
+// tokenize the wrong one) and any segment that looks like an API key
+// redacted.
+func (a *api) subjectPath(r *http.Request) string {
+	segs := strings.Split(r.URL.EscapedPath(), "/")
+	userAt := -1
+	if _, pattern, ok := strings.Cut(r.Pattern, "/"); ok {
+		for i, seg := range strings.Split(pattern, "/") {
+			if seg == "{"+subjectParam+"}" {
+				userAt = i + 1 // the path's leading "" segment
+			}
+		}
+	}
 	for i, seg := range segs {
-		if v, err := url.PathUnescape(seg); err == nil && v == user {
-			segs[i] = a.subjectToken(user)
-			break
+		v, err := url.PathUnescape(seg)
+		if err != nil {
+			v = seg
+		}
+		switch {
+		case i == userAt:
+			segs[i] = a.subjectToken(r.PathValue(subjectParam))
+		case looksLikeKey(v):
+			segs[i] = redactedKey
 		}
 	}
 	return strings.Join(segs, "/")
 }
 
-// subjectQuery is r's raw query with the user filter tokenized.
+// subjectQuery is r's raw query with the subject filters tokenized and
+// API key lookalikes redacted. A query that does not parse (the call is
+// refused with 400) is tokenized pair by pair on the raw text, so its
+// subject does not reach the trail in clear either.
 func (a *api) subjectQuery(r *http.Request) string {
-	vals, err := url.ParseQuery(r.URL.RawQuery)
-	if err != nil || !vals.Has(subjectParam) {
-		return r.URL.RawQuery
+	raw := r.URL.RawQuery
+	if vals, err := url.ParseQuery(raw); err == nil {
+		safe := make(url.Values, len(vals))
+		for name, vs := range vals {
+			if looksLikeKey(name) {
+				name = redactedKey
+			}
+			for _, v := range vs {
+				safe.Add(name, a.safeQueryValue(name, v))
+			}
+		}
+		return safe.Encode()
 	}
-	for i, u := range vals[subjectParam] {
-		vals[subjectParam][i] = a.subjectToken(u)
+	pairs := strings.Split(raw, "&")
+	for i, pair := range pairs {
+		rawName, rawValue, _ := strings.Cut(pair, "=")
+		name, err := url.QueryUnescape(rawName)
+		if err != nil {
+			name = rawName
+		}
+		value, err := url.QueryUnescape(rawValue)
+		if err != nil {
+			value = rawValue
+		}
+		if looksLikeKey(name) {
+			rawName = url.QueryEscape(redactedKey)
+		}
+		if safe := a.safeQueryValue(name, value); safe != value || looksLikeKey(name) {
+			pairs[i] = rawName + "=" + url.QueryEscape(safe)
+		}
 	}
-	return vals.Encode()
+	return strings.Join(pairs, "&")
+}
+
+// safeQueryValue is what the trail keeps of query parameter name's value:
+// a subject's token, an API key lookalike redacted, anything else as is.
+func (a *api) safeQueryValue(name, v string) string {
+	switch {
+	case v == "":
+		return v
+	case slices.Contains(subjectParams, name):
+		return a.subjectToken(v)
+	case looksLikeKey(v):
+		return redactedKey
+	}
+	return v
 }
 
 // splitRemote splits a RemoteAddr into host and port. The admin listener

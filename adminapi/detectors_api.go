@@ -19,7 +19,7 @@ import (
 func (a *api) detectorRoutes() []route {
 	return []route{
 		{method: http.MethodGet, path: "/api/v1/detectors", perm: permSettingsRead, h: a.listDetectors,
-			summary: "List the six detectors with their effective settings, workspace overrides and status", resp: detectorsList{}},
+			summary: "List the six detectors with their effective settings, workspace overrides and status", query: detectorsParams.docs(), resp: detectorsList{}},
 		{method: http.MethodPost, path: "/api/v1/detectors/sweep", perm: permAlertsManage, h: a.sweepDetectors,
 			summary: "Run a detector sweep now: judge events not yet judged and flush pending alert updates (global principals only)", resp: SweepResult{}},
 	}
@@ -158,15 +158,29 @@ func describeSection(raw json.RawMessage, global detectors.Duration) (enabled bo
 	return sec.Enabled == nil || *sec.Enabled, sec.Suppression.D().String()
 }
 
+// detectorsQuery is a parsed GET /api/v1/detectors query string.
+type detectorsQuery struct{ workspace string }
+
+// detectorsParams are the query parameters of GET /api/v1/detectors.
+var detectorsParams = params[detectorsQuery]{
+	"workspace": {doc: "Confine the open alert counts and the workspace settings to this workspace. A key holding settings:read in several workspaces names one of them.",
+		parse: func(q *detectorsQuery, v string) error { q.workspace = v; return nil }},
+}
+
 // listDetectors serves GET /api/v1/detectors.
 func (a *api) listDetectors(w http.ResponseWriter, r *http.Request) {
 	key, _ := principalFrom(r.Context())
+	var q detectorsQuery
+	if err := parseParams(r.URL.RawQuery, &q, detectorsParams); err != nil {
+		writeProblem(w, r, http.StatusBadRequest, err.Error())
+		return
+	}
 	rt := DetectorRuntime{Config: a.detectors}
 	if a.detectorStatus != nil {
 		rt = a.detectorStatus()
 	}
 	cfg := rt.Config.WithDefaults()
-	scope := storage.AlertFilter{}
+	scope := storage.AlertFilter{Workspace: q.workspace}
 	if !a.scopeAlerts(w, r, key, &scope) {
 		return
 	}
@@ -192,7 +206,7 @@ func (a *api) listDetectors(w http.ResponseWriter, r *http.Request) {
 		out.Detectors = append(out.Detectors, v)
 	}
 	for _, ws := range slices.Sorted(maps.Keys(cfg.Workspaces)) {
-		if !inScope(r, ws) {
+		if !inScope(r, ws) || (scope.Workspace != "" && ws != scope.Workspace) {
 			continue
 		}
 		s := cfg.Workspaces[ws]
@@ -243,25 +257,16 @@ func (a *api) listDetectors(w http.ResponseWriter, r *http.Request) {
 func (a *api) openAlertsByDetector(ws string) (map[string]map[string]int, error) {
 	out := make(map[string]map[string]int)
 	for _, status := range []string{storage.StatusOpen, storage.StatusAcknowledged} {
-		f := storage.AlertFilter{Status: status, Workspace: ws}
-		cursor := ""
-		for {
-			page, err := a.store.ListAlerts(f, storage.MaxPageSize, cursor)
-			if err != nil {
-				return nil, err
+		_, err := a.scanAlerts(storage.AlertFilter{Status: status, Workspace: ws}, func(al *storage.Alert) {
+			m := out[al.Detector]
+			if m == nil {
+				m = make(map[string]int)
+				out[al.Detector] = m
 			}
-			for _, al := range page.Alerts {
-				m := out[al.Detector]
-				if m == nil {
-					m = make(map[string]int)
-					out[al.Detector] = m
-				}
-				m[al.Severity]++
-			}
-			if page.NextCursor == "" {
-				break
-			}
-			cursor = page.NextCursor
+			m[al.Severity]++
+		})
+		if err != nil {
+			return nil, err
 		}
 	}
 	return out, nil

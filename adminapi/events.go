@@ -41,18 +41,7 @@ func (a *api) eventRoutes() []route {
 // statistics and time series, from the one table that parses the
 // search's, so every endpoint filters alike.
 func filterParams[Q any](get func(*Q) *eventsQuery, extra params[Q], drop ...string) params[Q] {
-	out := params[Q]{}
-	for name, p := range eventParams {
-		if name == "limit" || name == "cursor" || slices.Contains(drop, name) {
-			continue
-		}
-		out[name] = param[Q]{doc: p.doc, typ: p.typ, format: p.format,
-			parse: func(q *Q, v string) error { return p.parse(get(q), v) }}
-	}
-	for name, p := range extra {
-		out[name] = p
-	}
-	return out
+	return liftParams(eventParams, get, extra, slices.Concat(drop, []string{"limit", "cursor"})...)
 }
 
 // defaultPageSize is the page size when the client names none: enough for

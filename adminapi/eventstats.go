@@ -45,7 +45,10 @@ type eventStats struct {
 	// Filter is the filter the counts answer, after workspace scoping,
 	// with the search's parameter names.
 	Filter map[string]any `json:"filter"`
-	// Total is the number of matching events.
+	// Total is the number of matching events: the sum of ByStatusClass.
+	// Each breakdown is its own read of the store, so while events are
+	// being written the other breakdowns may count a few more (their own
+	// total is in each); Total always equals the sum of ByStatusClass.
 	Total int64 `json:"total"`
 	// ByStatusClass counts them per HTTP status class.
 	ByStatusClass storage.StatusClassCounts `json:"by_status_class"`
@@ -99,7 +102,8 @@ func (a *api) eventStats(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	out.Total = out.ByRiskLevel.Total
+	c := out.ByStatusClass
+	out.Total = c.Informational + c.Success + c.Redirection + c.ClientError + c.ServerError + c.Other
 	a.record(r, key, "events.stats", http.StatusOK, map[string]any{"total": out.Total, "top": q.top, "filter": out.Filter})
 	writeJSON(w, http.StatusOK, out)
 }

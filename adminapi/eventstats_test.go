@@ -203,12 +203,25 @@ func TestSuspiciousEvents(t *testing.T) {
 func TestEventRoutesMethods(t *testing.T) {
 	e := newEnv(t, nil)
 	admin := e.key("admin", "", nil)
-	for _, target := range []string{"/api/v1/events/stats", "/api/v1/events/timeseries", "/api/v1/events/suspicious", "/api/v1/events/export", "/api/v1/events/" + storage.NewID(t0)} {
+	for _, target := range []string{"/api/v1/events/stats", "/api/v1/events/timeseries", "/api/v1/events/suspicious", "/api/v1/events/" + storage.NewID(t0)} {
 		w := e.do(http.MethodPost, target, admin)
 		wantProblem(t, w, http.StatusMethodNotAllowed, "GET, HEAD")
 		if got := w.Header().Get("Allow"); got != "GET, HEAD" {
 			t.Errorf("POST %s: Allow = %q", target, got)
 		}
+	}
+	// Exports answer no HEAD: it would run the whole export to send
+	// headers only (C13).
+	for _, m := range []string{http.MethodPost, http.MethodHead} {
+		w := e.do(m, "/api/v1/events/export", admin)
+		if w.Code != http.StatusMethodNotAllowed || w.Header().Get("Allow") != "GET" {
+			t.Errorf("%s /api/v1/events/export: %d, Allow = %q", m, w.Code, w.Header().Get("Allow"))
+		}
+	}
+	before := len(e.rec.recorded())
+	e.do(http.MethodHead, "/api/v1/gdpr/subjects/alice/export", admin)
+	if n := len(e.rec.recorded()); n != before {
+		t.Errorf("HEAD of the subject export ran it: %d audit events recorded", n-before)
 	}
 	if d := exportParams["format"].doc; !strings.Contains(d, "time, id, seq, request_id") || !strings.Contains(d, "ocsf") {
 		t.Errorf("format doc does not list the CSV columns: %s", d)

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/caddy-audit/caddy-audit/storage"
 )
@@ -23,7 +25,7 @@ const maxSubjectLen = 4096
 
 // subjectExportQuery is a parsed subject export query string.
 type subjectExportQuery struct {
-	format string
+	format, workspace string
 }
 
 // subjectExportParams are the query parameters of the subject export.
@@ -36,6 +38,8 @@ var subjectExportParams = params[subjectExportQuery]{
 			q.format = v
 			return nil
 		}},
+	"workspace": {doc: "Export the subject's events of this workspace only. A key holding gdpr:manage in several workspaces names one of them; a key scoped to one is confined to it.",
+		parse: func(q *subjectExportQuery, v string) error { q.workspace = v; return nil }},
 }
 
 // EraseRequest is the body of POST /api/v1/gdpr/subjects/{user}/erase.
@@ -79,6 +83,59 @@ func (a *api) pseudonym(field, value string) string {
 	return a.redactor.Token(value)
 }
 
+// tokenizeReason is the erasure reason as the trail keeps it: free text,
+// in which the user id itself may appear, so each whole-token occurrence
+// of the id (delimited by the text's start or end or by a character that
+// cannot continue an id: space, punctuation other than the id
+// characters . _ - @ +) becomes the pseudonym. Matching whole tokens only
+// keeps a short id ("a") from rewriting every letter of the reason,
+// while "user alice requested erasure" loses "alice". An id inside a
+// longer word ("alice2") is another id and stays.
+func tokenizeReason(reason, user, pseud string) string {
+	if user == "" {
+		return reason
+	}
+	var b strings.Builder
+	rest := reason
+	for {
+		i := strings.Index(rest, user)
+		if i < 0 {
+			b.WriteString(rest)
+			return b.String()
+		}
+		end := i + len(user)
+		done := reason[:len(reason)-len(rest)+i]
+		before, _ := utf8.DecodeLastRuneInString(done)
+		if (done == "" || !idRune(before)) && !continuesID(rest[end:]) {
+			b.WriteString(rest[:i])
+			b.WriteString(pseud)
+			rest = rest[end:]
+			continue
+		}
+		// Not a whole token: keep the first rune and look again after it.
+		_, size := utf8.DecodeRuneInString(rest[i:])
+		b.WriteString(rest[:i+size])
+		rest = rest[i+size:]
+	}
+}
+
+// continuesID reports whether s, the text after a match, continues the
+// id: it starts with an id character, a full stop counting only when an
+// id character follows (so "erase alice." ends the id at the stop).
+func continuesID(s string) bool {
+	r, size := utf8.DecodeRuneInString(s)
+	if r == '.' {
+		r, _ = utf8.DecodeRuneInString(s[size:])
+	}
+	return s != "" && idRune(r) && r != utf8.RuneError
+}
+
+// idRune reports whether r may continue a user id (letters, digits and
+// the punctuation of usernames and e-mail addresses).
+func idRune(r rune) bool {
+	return unicode.IsLetter(r) || unicode.IsDigit(r) || strings.ContainsRune("._-@+", r)
+}
+
 // subjectCall checks what both subject endpoints need (a key able to see
 // every workspace for erasure, a user id, the pseudonym key) and returns
 // the user and its pseudonym. The audit records of these calls carry the
@@ -120,7 +177,7 @@ func (a *api) subjectExport(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, http.StatusBadRequest, err.Error())
 		return
 	}
-	f := storage.Filter{User: user}
+	f := storage.Filter{User: user, Workspace: q.workspace}
 	if !a.scopeFilter(w, r, key, &f) {
 		return
 	}
@@ -165,10 +222,7 @@ func (a *api) subjectErase(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, http.StatusBadRequest, fmt.Sprintf(`body field reason: required, 1 to %d bytes, such as the reference of the erasure request`, maxReasonLen))
 		return
 	}
-	// A reason is free text: a requester's name or the user id itself
-	// may be in it, so it is stored as the operator typed it only when it
-	// does not repeat the id.
-	reason := strings.ReplaceAll(req.Reason, user, pseud)
+	reason := tokenizeReason(req.Reason, user, pseud)
 	n, err := a.store.EraseSubject(user, a.pseudonym)
 	if err != nil {
 		a.record(r, key, actionSubjectErase, http.StatusInternalServerError, map[string]any{"subject": pseud, "reason": reason, "erased_events": n})

@@ -17,7 +17,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -124,9 +126,10 @@ type route struct {
 	// created says the route answers 201 Created, not 200.
 	created bool
 	// problems are error statuses the route may answer beyond the ones
-	// the document infers (401, 403, 500 and 503 with a key; 400 with
-	// query parameters or a body; 413 and 415 with a body; 404 with path
-	// parameters), such as 409 for a conflict.
+	// the document infers (401, 403, 429, 500 and 503 with a key; 400
+	// with a key, query parameters or a body; 413 and 415 with a body;
+	// 404 with path parameters or created; 409 with a method other than
+	// GET: see inferredProblems), such as 501 for a part not configured.
 	problems []int
 }
 
@@ -193,11 +196,11 @@ func New(cfg Config) (http.Handler, error) {
 	for _, rt := range routes {
 		var h http.Handler = rt.h
 		if rt.perm != "" {
-			h = a.authenticate(a.audited(rt, a.require(rt.perm, rt.h)))
+			h = a.authenticate(a.audited(rt, a.require(rt.perm, noQuery(rt))))
 		}
 		a.mux.Handle(rt.method+" "+rt.path, h)
 		allowed[rt.path] = append(allowed[rt.path], rt.method)
-		if rt.method == http.MethodGet {
+		if rt.method == http.MethodGet && !rt.streamed() {
 			allowed[rt.path] = append(allowed[rt.path], http.MethodHead)
 		}
 	}
@@ -221,6 +224,40 @@ func New(cfg Config) (http.Handler, error) {
 // ServeHTTP routes the request.
 func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	a.mux.ServeHTTP(w, r)
+}
+
+// streamed reports whether the route answers a body that is not JSON
+// (an export, the backup, the metrics): it is produced by running the
+// whole read, so such a route answers no HEAD (405, Allow: GET) rather
+// than running an export only to throw its body away.
+func (rt route) streamed() bool {
+	ct, ok := rt.resp.(string)
+	return ok && ct != "application/json"
+}
+
+// noQuery enforces, for an authenticated route that documents no query
+// parameter, that none is given: a typo such as "?workspce=acme" would
+// otherwise be ignored and look like an answer to it. Routes that
+// document parameters parse them with parseParams, which is as strict
+// (unknown or repeated parameters are 400 naming them), so the document
+// lists exactly what every handler reads.
+func noQuery(rt route) http.HandlerFunc {
+	if rt.query != nil {
+		return rt.h
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		vals, err := url.ParseQuery(r.URL.RawQuery)
+		if err != nil {
+			writeProblem(w, r, http.StatusBadRequest, fmt.Sprintf("malformed query string: %v", err))
+			return
+		}
+		if len(vals) > 0 {
+			name := slices.Sorted(maps.Keys(vals))[0]
+			writeProblem(w, r, http.StatusBadRequest, (&paramError{name: truncate(name, 64), problem: "unknown parameter; this endpoint takes no query parameters"}).Error())
+			return
+		}
+		rt.h(w, r)
+	}
 }
 
 func healthz(w http.ResponseWriter, _ *http.Request) {

@@ -22,12 +22,30 @@ const importSlack = 5 * time.Minute
 func (a *api) importRoutes() []route {
 	return []route{{method: http.MethodPost, path: "/api/v1/import", perm: permEventsImport, h: a.importLog,
 		summary: "Backfill an access log (Caddy JSON, Common or Combined) and replay it through the detectors",
-		query: []paramDoc{
-			{name: "source", doc: "Name of the imported file; a second import under one name is refused."},
-			{name: "format", doc: "auto (default), caddy, common or combined."},
-			{name: "workspace_header", doc: "Request header (in Caddy JSON logs) naming the workspace."},
-		},
+		query:   importParams.docs(), problems: []int{http.StatusNotImplemented},
 		body: "text/plain", resp: importResult{}}}
+}
+
+// importQuery is a parsed POST /api/v1/import query string.
+type importQuery struct {
+	source, workspaceHeader string
+	format                  logimport.Format
+}
+
+// importParams are the query parameters of POST /api/v1/import.
+var importParams = params[importQuery]{
+	"source": {doc: "Name of the imported file (1-256 characters; required); a second import under one name is refused.",
+		parse: func(q *importQuery, v string) error {
+			if len(v) > 256 {
+				return errors.New("expects the name of the file being imported, 1-256 characters")
+			}
+			q.source = v
+			return nil
+		}},
+	"format": {doc: "auto (default), caddy, common or combined.",
+		parse: func(q *importQuery, v string) (err error) { q.format, err = logimport.ParseFormat(v); return err }},
+	"workspace_header": {doc: "Request header (in Caddy JSON logs) naming the workspace.",
+		parse: func(q *importQuery, v string) error { q.workspaceHeader = v; return nil }},
 }
 
 // importResult is the body of POST /api/v1/import.
@@ -60,9 +78,13 @@ func (a *api) importLog(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, http.StatusNotImplemented, "import is not available: the API was built without a redactor")
 		return
 	}
-	q := r.URL.Query()
-	source := q.Get("source")
-	if source == "" || len(source) > 256 {
+	var q importQuery
+	if err := parseParams(r.URL.RawQuery, &q, importParams); err != nil {
+		writeProblem(w, r, http.StatusBadRequest, err.Error())
+		return
+	}
+	source := q.source
+	if source == "" {
 		writeProblem(w, r, http.StatusBadRequest, `query parameter "source": name the file being imported (1-256 characters); it keeps re-imports of one file from duplicating events`)
 		return
 	}
@@ -74,17 +96,12 @@ func (a *api) importLog(w http.ResponseWriter, r *http.Request) {
 		a.storeError(w, r, "checking earlier imports", err)
 		return
 	}
-	format, err := logimport.ParseFormat(q.Get("format"))
-	if err != nil {
-		writeProblem(w, r, http.StatusBadRequest, `query parameter "format": `+err.Error())
-		return
-	}
 	rd := logimport.NewReader(r.Body, logimport.Options{
-		Format:          format,
+		Format:          q.format,
 		Source:          source,
 		Redact:          a.redactor.Query,
 		Headers:         a.redactor.Headers,
-		WorkspaceHeader: q.Get("workspace_header"),
+		WorkspaceHeader: q.workspaceHeader,
 	})
 	sorted := logimport.Sorted(rd, importSlack)
 	engine := detectors.NewEngine(a.detectors)

@@ -20,7 +20,7 @@ func (a *api) integrityRoutes() []route {
 
 // checkpointBody is GET /api/v1/integrity/checkpoint.
 type checkpointBody struct {
-	Checkpoint *storage.Checkpoint `json:"checkpoint"`
+	Checkpoint *storage.Checkpoint `json:"checkpoint,omitempty"`
 	// PublicKey is the base64 Ed25519 key that signs checkpoints; keep a
 	// copy off the host to pin it when verifying.
 	PublicKey string `json:"public_key"`
@@ -61,7 +61,7 @@ func (a *api) latestCheckpoint(w http.ResponseWriter, r *http.Request) {
 type verifyRequest struct {
 	// Checkpoint is one kept off the host; without it the store's latest
 	// is used, which cannot reveal a rollback.
-	Checkpoint *storage.Checkpoint `json:"checkpoint"`
+	Checkpoint *storage.Checkpoint `json:"checkpoint,omitempty"`
 }
 
 // maxCheckpointBody bounds a posted checkpoint (a few hundred bytes).

@@ -57,6 +57,27 @@ var (
 	bodyProblems = []int{http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType}
 )
 
+// inferredProblems are the statuses an authenticated route may answer by
+// the API's generic rules, so the document holds them without each route
+// listing them:
+//   - 400: every authenticated route refuses query parameters it does not
+//     document (noQuery, parseParams), and a malformed path value;
+//   - 409: a route that changes state (any method but GET) may find the
+//     state in the way (a duplicate name, a record already revoked, an
+//     alert already closed, a source already imported);
+//   - 404: a POST whose JSON body may name other records (a key's role,
+//     a binding's principal and role) finds one missing.
+func inferredProblems(rt route) []int {
+	out := []int{http.StatusBadRequest}
+	if rt.method != http.MethodGet {
+		out = append(out, http.StatusConflict)
+	}
+	if _, isCT := rt.body.(string); rt.method == http.MethodPost && rt.body != nil && !isCT {
+		out = append(out, http.StatusNotFound)
+	}
+	return out
+}
+
 // buildOpenAPI renders the OpenAPI 3.1 document of routes.
 func buildOpenAPI(routes []route) ([]byte, error) {
 	g := newSchemaGen()
@@ -201,6 +222,7 @@ func (g *schemaGen) operation(rt route) (map[string]any, error) {
 		op["x-required-permission"] = rt.perm
 		desc += "\n\nRequires the `" + rt.perm + "` permission."
 		problems = append(problems, authProblems...)
+		problems = append(problems, inferredProblems(rt)...)
 	} else {
 		op["security"] = []any{} // explicitly public
 	}

@@ -25,6 +25,23 @@ type param[Q any] struct {
 // params are the query parameters one endpoint accepts, by name.
 type params[Q any] map[string]param[Q]
 
+// liftParams is base without the names in drop, lifted onto a query type
+// Q that embeds base's query type B (get finds it), plus extra: how an
+// endpoint accepts another's parameters and some of its own, parsed by
+// the one table.
+func liftParams[Q, B any](base params[B], get func(*Q) *B, extra params[Q], drop ...string) params[Q] {
+	out := params[Q]{}
+	for name, p := range base {
+		if slices.Contains(drop, name) {
+			continue
+		}
+		out[name] = param[Q]{doc: p.doc, typ: p.typ, format: p.format,
+			parse: func(q *Q, v string) error { return p.parse(get(q), v) }}
+	}
+	maps.Copy(out, extra)
+	return out
+}
+
 // paramDoc is a query parameter as the OpenAPI document shows it.
 type paramDoc struct {
 	name, doc, typ, format string

@@ -89,7 +89,7 @@ func scoreComponents(in scoreInputs) []ScoreComponent {
 	c := make([]ScoreComponent, 0, 8)
 	add := func(name string, weight, value float64, format string, args ...any) {
 		value = math.Max(0, math.Min(weight, value))
-		c = append(c, ScoreComponent{Name: name, Weight: weight, Value: math.Round(value*100) / 100, Explanation: fmt.Sprintf(format, args...)})
+		c = append(c, ScoreComponent{Name: name, Weight: weight, Value: round(value, 2), Explanation: fmt.Sprintf(format, args...)})
 	}
 	add("open_alerts", 25, 25-float64(scorePenaltyCritical*in.openCritical+scorePenaltyHigh*in.openHigh+scorePenaltyMedium*in.openMedium),
 		"%d critical, %d high and %d medium alert(s) still open; each costs %d, %d and %d points", in.openCritical, in.openHigh, in.openMedium,
@@ -170,7 +170,18 @@ func (a *api) latestVerification(rc *reportCtx) (ran, ok bool, err error) {
 	if errors.Is(err, errStopScan) {
 		err = nil
 	}
-	rc.addQuery("integrity_verifications", filterDetails(f), rows, "the latest successful verification call in the 7 days before generated_at, whatever the report's range and workspace")
+	note := "the latest successful verification call in the 7 days before generated_at, whatever the report's range and workspace"
+	if !rc.global() {
+		// The admin trail spans every workspace's callers: a report
+		// confined to one says whether a verification ran, not how many
+		// calls the trail holds.
+		rows = 0
+		if ran {
+			rows = 1
+		}
+		note += "; in a report confined to one workspace, rows is only 1 (found) or 0 (none)"
+	}
+	rc.addQuery("integrity_verifications", filterDetails(f), rows, note)
 	return ran, ok, err
 }
 

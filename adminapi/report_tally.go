@@ -1,6 +1,7 @@
 package adminapi
 
 import (
+	"math"
 	"net/http"
 	"slices"
 	"strings"
@@ -219,7 +220,10 @@ func (a *api) tallyEvent(t *eventTally, ev *storage.Event) {
 	case storage.KindAdmin:
 		t.admin++
 		t.adminByAction[ev.Action]++
+		// Only changes that happened count: a refused call (403, 404,
+		// 409...) is recorded under the same action but changed nothing.
 		switch {
+		case ev.Status < 200 || ev.Status > 299:
 		case isKeyAction(ev.Action, "create"):
 			t.adminKeyCreate++
 		case isKeyAction(ev.Action, "revoke"):
@@ -339,9 +343,12 @@ func share(n, of int64) float64 {
 	if of == 0 {
 		return 0
 	}
-	return round4(float64(n) / float64(of))
+	return round(float64(n)/float64(of), 4)
 }
 
-func round4(v float64) float64 {
-	return float64(int64(v*10000+0.5)) / 10000
+// round rounds v to the given number of decimals: the one rounding of
+// the reports' shares, averages and score components.
+func round(v float64, decimals int) float64 {
+	p := math.Pow10(decimals)
+	return math.Round(v*p) / p
 }

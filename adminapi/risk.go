@@ -67,7 +67,8 @@ type RiskUserProfile struct {
 	// TopFactors are the user's most frequent risk factors.
 	TopFactors []FactorCount `json:"top_factors"`
 	// OpenAlerts are the alerts about the user not yet closed, whenever
-	// they were last seen.
+	// they were last seen; empty for a caller who does not hold
+	// alerts:read in the report's scope (see the alerts query's note).
 	OpenAlerts []AlertRef `json:"open_alerts"`
 	// FirstSeen and LastSeen bound the user's events in the range; null
 	// without events.
@@ -150,15 +151,12 @@ func (a *api) riskSummary(w http.ResponseWriter, r *http.Request) {
 	rep := RiskSummary{
 		ReportEnvelope: rc.env, ScoredEvents: t.http, ByLevel: levelCounts(t.levels),
 		Suspicious: t.suspicious, SuspiciousShare: share(t.suspicious, t.http),
-		AverageScore: math2(ratio(t.scoreSum, t.http)), P95Score: t.percentile(0.95),
+		AverageScore: round(ratio(t.scoreSum, t.http), 2), P95Score: t.percentile(0.95),
 		TopFactors: topFactors(t.factors, topFactorCount),
 	}
 	a.record(r, rc.key, "risk.summary", http.StatusOK, reportDetails(name, rc))
 	writeJSON(w, http.StatusOK, rep)
 }
-
-// math2 rounds to two decimals.
-func math2(v float64) float64 { return float64(int64(v*100+0.5)) / 100 }
 
 // riskUser serves GET /api/v1/risk/users/{user}: the user's events in
 // the caller's scope, and the open alerts about them.
@@ -195,23 +193,32 @@ func (a *api) riskUser(w http.ResponseWriter, r *http.Request) {
 
 	af := storage.AlertFilter{SubjectValue: user, Workspace: rc.filter.Workspace}
 	refs := []AlertRef{}
-	n, err := a.scanAlerts(af, func(al *storage.Alert) {
-		if al.Subject.Kind == storage.SubjectUser && (al.Status == storage.StatusOpen || al.Status == storage.StatusAcknowledged) {
-			refs = append(refs, AlertRef{ID: al.ID, Detector: al.Detector, Rule: al.Rule, Severity: al.Severity, Status: al.Status, LastSeen: al.LastSeen})
-		}
-	})
+	seeAlerts, err := a.holdsIn(rc.key, permAlertsRead, rc.filter.Workspace)
 	if err != nil {
-		a.storeError(w, r, "reading alerts about the user", err)
+		a.storeError(w, r, "resolving the API key's roles", err)
 		return
 	}
-	rc.env.Totals.Alerts = int64(len(refs))
-	rc.addQuery("alerts", alertFilterDetails(af), n, "alerts about the user at any time; open and acknowledged ones are listed")
+	if seeAlerts {
+		n, err := a.scanAlerts(af, func(al *storage.Alert) {
+			if al.Subject.Kind == storage.SubjectUser && (al.Status == storage.StatusOpen || al.Status == storage.StatusAcknowledged) {
+				refs = append(refs, AlertRef{ID: al.ID, Detector: al.Detector, Rule: al.Rule, Severity: al.Severity, Status: al.Status, LastSeen: al.LastSeen})
+			}
+		})
+		if err != nil {
+			a.storeError(w, r, "reading alerts about the user", err)
+			return
+		}
+		rc.env.Totals.Alerts = int64(len(refs))
+		rc.addQuery("alerts", alertFilterDetails(af), n, "alerts about the user at any time; open and acknowledged ones are listed")
+	} else {
+		rc.addQuery("alerts", alertFilterDetails(af), 0, "not run: the caller does not hold "+permAlertsRead+" here, so open_alerts is empty")
+	}
 
 	p := RiskUserProfile{
 		ReportEnvelope: rc.env, User: user, Events: t.events,
 		DistinctIPs: int64(len(t.ips)), DistinctUserAgents: int64(len(t.agents)),
 		FailedAuth: t.status401, Denied: t.status403, Suspicious: t.suspicious,
-		ByLevel: levelCounts(t.levels), AverageScore: math2(ratio(t.scoreSum, t.http)), MaxScore: maxScore,
+		ByLevel: levelCounts(t.levels), AverageScore: round(ratio(t.scoreSum, t.http), 2), MaxScore: maxScore,
 		TopFactors: topFactors(t.factors, topFactorCount), OpenAlerts: refs,
 	}
 	if t.events > 0 {
@@ -221,6 +228,22 @@ func (a *api) riskUser(w http.ResponseWriter, r *http.Request) {
 	details["user"] = user
 	a.record(r, rc.key, "risk.user", http.StatusOK, details)
 	writeJSON(w, http.StatusOK, p)
+}
+
+// holdsIn reports whether key holds perm in workspace ws, or everywhere
+// when ws is "" (an unscoped report): a route guarded by one permission
+// uses it before adding what another guards (the risk profile, under
+// events:read, lists alerts only for callers who may read them).
+func (a *api) holdsIn(key storage.APIKey, perm, ws string) (bool, error) {
+	acc, err := a.resolve(key)
+	if err != nil {
+		return false, err
+	}
+	sc := acc.perms[perm]
+	if ws == "" {
+		return sc.Global, nil
+	}
+	return sc.has(ws), nil
 }
 
 // riskTopQuery is a parsed GET /api/v1/risk/top query string.
@@ -234,32 +257,25 @@ type riskTopQuery struct {
 const maxRiskTop = 100
 
 // riskTopParams are the report's parameters plus by and limit.
-var riskTopParams = func() params[riskTopQuery] {
-	ps := params[riskTopQuery]{
-		"by": {doc: "user (default) or ip.",
-			parse: func(q *riskTopQuery, v string) error {
-				if v != "user" && v != "ip" {
-					return errors.New("expects user or ip")
-				}
-				q.by = v
-				return nil
-			}},
-		"limit": {doc: fmt.Sprintf("How many to list, 1-%d (default 10).", maxRiskTop), typ: "integer",
-			parse: func(q *riskTopQuery, v string) error {
-				n, err := strconv.Atoi(v)
-				if err != nil || n < 1 || n > maxRiskTop {
-					return fmt.Errorf("expects a number between 1 and %d", maxRiskTop)
-				}
-				q.limit = n
-				return nil
-			}},
-	}
-	for name, p := range reportParams {
-		ps[name] = param[riskTopQuery]{doc: p.doc, typ: p.typ, format: p.format,
-			parse: func(q *riskTopQuery, v string) error { return p.parse(&q.reportQuery, v) }}
-	}
-	return ps
-}()
+var riskTopParams = liftParams(reportParams, func(q *riskTopQuery) *reportQuery { return &q.reportQuery }, params[riskTopQuery]{
+	"by": {doc: "user (default) or ip.",
+		parse: func(q *riskTopQuery, v string) error {
+			if v != "user" && v != "ip" {
+				return errors.New("expects user or ip")
+			}
+			q.by = v
+			return nil
+		}},
+	"limit": {doc: fmt.Sprintf("How many to list, 1-%d (default 10).", maxRiskTop), typ: "integer",
+		parse: func(q *riskTopQuery, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > maxRiskTop {
+				return fmt.Errorf("expects a number between 1 and %d", maxRiskTop)
+			}
+			q.limit = n
+			return nil
+		}},
+})
 
 // riskAgg is one subject's running totals.
 type riskAgg struct {
