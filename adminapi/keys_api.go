@@ -19,7 +19,7 @@ func (a *api) keyRoutes() []route {
 		{method: get, path: "/api/v1/keys", perm: permRBACManage, h: a.rbacGlobal(a.listKeys),
 			summary: "List API keys (never their secrets or hashes), revoked and expired ones included", resp: keysResponse{}},
 		{method: post, path: "/api/v1/keys", perm: permRBACManage, h: a.rbacGlobal(a.createKey),
-			summary: "Issue an API key; the answer shows its secret, once", body: keyCreateRequest{}, resp: keyCreated{}},
+			summary: "Issue an API key; the answer shows its secret, once", body: keyCreateRequest{}, resp: keyCreated{}, created: true},
 		{method: get, path: "/api/v1/keys/{id}", perm: permRBACManage, h: a.rbacGlobal(a.getKey),
 			summary: "Get one API key with its bindings", resp: keyView{}},
 		{method: post, path: "/api/v1/keys/{id}/revoke", perm: permRBACManage, h: a.rbacGlobal(a.revokeKey),

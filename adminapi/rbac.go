@@ -29,7 +29,7 @@ func (a *api) rbacRoutes() []route {
 		{method: get, path: "/api/v1/roles", perm: permRBACManage, h: a.rbacGlobal(a.listRoles),
 			summary: "List built-in and custom roles", resp: rolesResponse{}},
 		{method: post, path: "/api/v1/roles", perm: permRBACManage, h: a.rbacGlobal(a.createRole),
-			summary: "Create a custom role", body: roleCreateRequest{}, resp: roleView{}},
+			summary: "Create a custom role", body: roleCreateRequest{}, resp: roleView{}, created: true},
 		{method: get, path: "/api/v1/roles/{name}", perm: permRBACManage, h: a.rbacGlobal(a.getRole),
 			summary: "Get one role", resp: roleView{}},
 		{method: put, path: "/api/v1/roles/{name}", perm: permRBACManage, h: a.rbacGlobal(a.updateRole),
@@ -39,7 +39,7 @@ func (a *api) rbacRoutes() []route {
 		{method: get, path: "/api/v1/bindings", perm: permRBACManage, h: a.rbacGlobal(a.listBindings),
 			summary: "List role bindings", query: bindingParams.docs(), resp: bindingsResponse{}},
 		{method: post, path: "/api/v1/bindings", perm: permRBACManage, h: a.rbacGlobal(a.createBinding),
-			summary: "Grant an API key a role, globally or in one workspace", body: bindingRequest{}, resp: storage.RoleBinding{}},
+			summary: "Grant an API key a role, globally or in one workspace", body: bindingRequest{}, resp: storage.RoleBinding{}, created: true},
 		{method: del, path: "/api/v1/bindings/{id}", perm: permRBACManage, h: a.rbacGlobal(a.deleteBinding),
 			summary: "Remove a role binding; answers the deleted binding", resp: storage.RoleBinding{}},
 	})
