@@ -601,25 +601,27 @@ func (w *detectorWorker) save() {
 // answers adminapi.ErrDetectorsUnavailable rather than queueing work
 // nobody will do.
 func (w *detectorWorker) sweepNow(ctx context.Context) (adminapi.SweepResult, error) {
-	var res adminapi.SweepResult
 	if !w.started.Load() {
-		return res, adminapi.ErrDetectorsUnavailable
+		return adminapi.SweepResult{}, adminapi.ErrDetectorsUnavailable
 	}
-	done := make(chan struct{})
+	// The worker hands the result over on a channel with room for it: a
+	// caller that gave up (ctx) has stopped reading, and the worker must
+	// neither block on it nor write into memory the caller still reads.
+	out := make(chan adminapi.SweepResult, 1)
 	select {
-	case w.ctl <- func() { res = w.sweep(); close(done) }:
+	case w.ctl <- func() { out <- w.sweep() }:
 	case <-w.stopping:
-		return res, adminapi.ErrDetectorsUnavailable
+		return adminapi.SweepResult{}, adminapi.ErrDetectorsUnavailable
 	case <-ctx.Done():
-		return res, ctx.Err()
+		return adminapi.SweepResult{}, ctx.Err()
 	}
 	select {
-	case <-done:
+	case res := <-out:
 		return res, nil
 	case <-w.done:
 		// Stopped before reaching the request.
-		return res, adminapi.ErrDetectorsUnavailable
+		return adminapi.SweepResult{}, adminapi.ErrDetectorsUnavailable
 	case <-ctx.Done():
-		return res, ctx.Err()
+		return adminapi.SweepResult{}, ctx.Err()
 	}
 }

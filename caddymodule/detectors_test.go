@@ -342,3 +342,37 @@ func TestSweepNowNotRunning(t *testing.T) {
 		t.Errorf("sweep after stop = %v", err)
 	}
 }
+
+// A caller that gives up after its sweep was queued must not share the
+// result with the worker that later runs it (go test -race).
+func TestSweepNowCancelledAfterQueueing(t *testing.T) {
+	store, err := storage.Open(filepath.Join(t.TempDir(), "audit.db"), storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	initMetrics()
+	w := newDetectorWorker(store, newLoggerRef(nil), detectorSettings{sweep: time.Hour})
+	w.start()
+	defer w.stop()
+	held, busy := make(chan struct{}), make(chan struct{})
+	w.ctl <- func() { close(held); <-busy } // hold the worker so the sweep waits in the queue
+	<-held
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		for len(w.ctl) == 0 { // the sweep is queued behind the blocker
+			time.Sleep(time.Millisecond)
+		}
+		cancel()
+		// Released from here, not after sweepNow returns, so nothing
+		// orders the abandoned sweep after the caller's return.
+		close(busy)
+	}()
+	if _, err := w.sweepNow(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled sweep = %v", err)
+	}
+	// The abandoned sweep runs before this one (the queue is FIFO).
+	if _, err := w.sweepNow(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
