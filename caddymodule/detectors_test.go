@@ -37,6 +37,7 @@ type workerRun struct {
 
 func startWorker(store *storage.Store, history time.Duration) *workerRun {
 	w := newDetectorWorker(store, newLoggerRef(nil), detectorSettings{sweep: time.Hour, history: history})
+	w.rebuildEvery = 0 // tests that change settings see them applied at once
 	s := storage.NewWriter(store, storage.WriterOptions{OnCommit: w.offer})
 	w.start()
 	return &workerRun{w: w, s: s}
@@ -374,5 +375,60 @@ func TestSweepNowCancelledAfterQueueing(t *testing.T) {
 	// The abandoned sweep runs before this one (the queue is FIFO).
 	if _, err := w.sweepNow(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Alternating business-hours changes do not keep the engine replaying
+// history: changes within rebuildEvery of the last rebuild wait and are
+// applied together, once.
+func TestWorkspaceChangesCoalesceRebuilds(t *testing.T) {
+	store, err := storage.Open(filepath.Join(t.TempDir(), "audit.db"), storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	initMetrics()
+	w := newDetectorWorker(store, newLoggerRef(nil), detectorSettings{sweep: time.Hour})
+	w.rebuildEvery = time.Hour
+	w.start()
+	defer w.stop()
+	ctx := context.Background()
+	zones := []string{"Asia/Tokyo", "Europe/Berlin"}
+	for i := range 10 {
+		w.workspaceChanged(storage.Workspace{ID: "acme", BusinessHours: &storage.BusinessHours{Timezone: zones[i%2]}})
+		waitFor(t, "the change to be taken", func() bool { return len(w.changed) == 0 })
+		// The worker handles one thing at a time: once this sweep has
+		// run, so has the handling of the change.
+		if _, err := w.sweepNow(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := w.rebuilds.Load(); n != 1 {
+		t.Fatalf("%d rebuilds for 10 changes within rebuildEvery; want only the one at start", n)
+	}
+}
+
+// A deferred change is applied once rebuildEvery has passed.
+func TestDeferredWorkspaceChangeApplied(t *testing.T) {
+	store, err := storage.Open(filepath.Join(t.TempDir(), "audit.db"), storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	initMetrics()
+	w := newDetectorWorker(store, newLoggerRef(nil), detectorSettings{sweep: time.Hour})
+	w.rebuildEvery = 50 * time.Millisecond
+	w.start()
+	defer w.stop()
+	w.workspaceChanged(storage.Workspace{ID: "acme", BusinessHours: &storage.BusinessHours{Timezone: "Asia/Tokyo"}})
+	w.workspaceChanged(storage.Workspace{ID: "acme", BusinessHours: &storage.BusinessHours{Timezone: "Europe/Berlin"}})
+	zone := func() string {
+		got := make(chan string, 1)
+		w.ctl <- func() { got <- w.engine.Config().Workspaces["acme"].BusinessHours.Timezone }
+		return <-got
+	}
+	waitFor(t, "the last change to reach the engine", func() bool { return zone() == "Europe/Berlin" })
+	if n := w.rebuilds.Load(); n > 3 {
+		t.Errorf("%d rebuilds", n)
 	}
 }
