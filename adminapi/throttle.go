@@ -329,7 +329,7 @@ func (a *api) badKey(client string, now time.Time) time.Duration {
 func badKeyAlert(b badKeyBlock) storage.Alert {
 	subj := storage.Subject{Kind: storage.SubjectIP, Value: b.addr}
 	return storage.Alert{
-		ID:        detectors.AlertID(detectors.DetectorBruteForce, badKeyFamily, subj, b.episodeStart.UTC().Format(time.RFC3339Nano)),
+		ID:        detectors.AlertID(storage.AuditWorkspace, detectors.DetectorBruteForce, badKeyFamily, subj, b.episodeStart.UTC().Format(time.RFC3339Nano)),
 		Detector:  detectors.DetectorBruteForce,
 		Rule:      badKeyRule,
 		Severity:  storage.SeverityHigh,

@@ -82,7 +82,7 @@ func TestBadKeysAreThrottled(t *testing.T) {
 	}
 	al := alerts[0]
 	episode := t0
-	wantID := detectors.AlertID("brute_force", "admin_api_invalid_keys", storage.Subject{Kind: "ip", Value: attacker}, episode.Format(time.RFC3339Nano))
+	wantID := detectors.AlertID(storage.AuditWorkspace, "brute_force", "admin_api_invalid_keys", storage.Subject{Kind: "ip", Value: attacker}, episode.Format(time.RFC3339Nano))
 	if al.ID != wantID || al.Rule != "admin_api_invalid_keys" || al.Severity != storage.SeverityHigh || al.Subject.Kind != storage.SubjectIP ||
 		al.Subject.Value != attacker || al.Workspace != storage.AuditWorkspace || al.Mitre.ID != "T1110" || al.Status != storage.StatusOpen ||
 		al.Count != 5 || !al.FirstSeen.Equal(t0) || !al.LastSeen.Equal(t0.Add(40*time.Second)) || len(al.RecommendedActions) == 0 {

@@ -143,13 +143,19 @@ type detectorWorker struct {
 	judgedSeq    atomic.Uint64
 	eventsJudged atomic.Uint64
 
+	// rebuildEvery is the least time between two rebuilds; rebuilds
+	// counts them (tests).
+	rebuildEvery time.Duration
+	rebuilds     atomic.Int64
+
 	// Owned by run's goroutine.
-	engine  *detectors.Engine
-	cfgJSON []byte       // the engine's config, to notice a reload changing it
-	seq     uint64       // last event seq judged
-	queued  atomic.Int64 // events waiting in feed
-	saved   uint64       // last seq persisted
-	alerts  alertTally   // what persist wrote, for sweep results
+	rebuiltAt time.Time
+	engine    *detectors.Engine
+	cfgJSON   []byte       // the engine's config, to notice a reload changing it
+	seq       uint64       // last event seq judged
+	queued    atomic.Int64 // events waiting in feed
+	saved     uint64       // last seq persisted
+	alerts    alertTally   // what persist wrote, for sweep results
 
 	// lastAtOpen is the newest seq when the worker was made, before the
 	// writer could add any: where a worker with no history and no saved
@@ -173,8 +179,16 @@ func newDetectorWorker(store *storage.Store, logger *loggerRef, s detectorSettin
 		changed:  make(chan struct{}, 1),
 		stopping: make(chan struct{}),
 		done:     make(chan struct{}),
+
+		rebuildEvery: defaultRebuildEvery,
 	}
 }
+
+// defaultRebuildEvery spaces engine rebuilds: each one replays
+// detector_history from the store, so a client alternating business-hours
+// PATCHes must not keep the engine replaying instead of judging. Changes
+// that arrive within it are applied together when it has passed.
+const defaultRebuildEvery = 30 * time.Second
 
 // start begins the worker's goroutine. Events committed before it runs
 // wait in the feed or are read back from the store.
@@ -245,10 +259,9 @@ func (w *detectorWorker) configure(s detectorSettings) {
 // by field; a record without hours gives the workspace back to the
 // config. If that changes the engine's configuration, the worker rebuilds
 // the engine as on a reload: it replays detector_history from the store,
-// so baselines and open alerts come back, now judged in the new hours
-// (unusual_access keeps its hour-of-day history in the workspace's time
-// zone, so carrying the old state over would mix two clocks). It does not
-// block.
+// so baselines and open alerts come back, now judged in the new hours.
+// Rebuilds are at least rebuildEvery apart: changes within that time are
+// coalesced into one rebuild when it has passed. It does not block.
 func (w *detectorWorker) workspaceChanged(ws storage.Workspace) {
 	w.mu.Lock()
 	if ws.BusinessHours == nil || ws.BusinessHours.IsZero() {
@@ -341,6 +354,18 @@ func (w *detectorWorker) run() {
 	w.rebuild(s)
 	tick := time.NewTicker(s.sweep)
 	defer tick.Stop()
+	// due fires when a change deferred by rebuildEvery can be applied;
+	// nil when none is pending.
+	var due <-chan time.Time
+	apply := func() {
+		ns := w.current()
+		tick.Reset(ns.sweep)
+		if cfg, _ := json.Marshal(ns.cfg); !bytes.Equal(cfg, w.cfgJSON) || ns.history != s.history {
+			w.persist(w.engine.Flush())
+			w.rebuild(ns)
+		}
+		s = ns
+	}
 	for {
 		select {
 		case <-w.stopping:
@@ -363,13 +388,17 @@ func (w *detectorWorker) run() {
 		case <-tick.C:
 			w.sweep()
 		case <-w.changed:
-			ns := w.current()
-			tick.Reset(ns.sweep)
-			if cfg, _ := json.Marshal(ns.cfg); !bytes.Equal(cfg, w.cfgJSON) || ns.history != s.history {
-				w.persist(w.engine.Flush())
-				w.rebuild(ns)
+			if due != nil {
+				continue // pending: current() is read when it is due
 			}
-			s = ns
+			if wait := w.rebuildEvery - time.Since(w.rebuiltAt); wait > 0 {
+				due = time.After(wait)
+				continue
+			}
+			apply()
+		case <-due:
+			due = nil
+			apply()
 		}
 	}
 }
@@ -380,6 +409,8 @@ func (w *detectorWorker) run() {
 // raises again merge into the stored ones instead of duplicating them.
 func (w *detectorWorker) rebuild(s detectorSettings) {
 	start := time.Now()
+	w.rebuiltAt = start
+	w.rebuilds.Add(1)
 	w.engine = detectors.NewEngine(s.cfg)
 	w.cfgJSON, _ = json.Marshal(s.cfg)
 	saved, err := w.store.DetectorSeq()
@@ -601,25 +632,27 @@ func (w *detectorWorker) save() {
 // answers adminapi.ErrDetectorsUnavailable rather than queueing work
 // nobody will do.
 func (w *detectorWorker) sweepNow(ctx context.Context) (adminapi.SweepResult, error) {
-	var res adminapi.SweepResult
 	if !w.started.Load() {
-		return res, adminapi.ErrDetectorsUnavailable
+		return adminapi.SweepResult{}, adminapi.ErrDetectorsUnavailable
 	}
-	done := make(chan struct{})
+	// The worker hands the result over on a channel with room for it: a
+	// caller that gave up (ctx) has stopped reading, and the worker must
+	// neither block on it nor write into memory the caller still reads.
+	out := make(chan adminapi.SweepResult, 1)
 	select {
-	case w.ctl <- func() { res = w.sweep(); close(done) }:
+	case w.ctl <- func() { out <- w.sweep() }:
 	case <-w.stopping:
-		return res, adminapi.ErrDetectorsUnavailable
+		return adminapi.SweepResult{}, adminapi.ErrDetectorsUnavailable
 	case <-ctx.Done():
-		return res, ctx.Err()
+		return adminapi.SweepResult{}, ctx.Err()
 	}
 	select {
-	case <-done:
+	case res := <-out:
 		return res, nil
 	case <-w.done:
 		// Stopped before reaching the request.
-		return res, adminapi.ErrDetectorsUnavailable
+		return adminapi.SweepResult{}, adminapi.ErrDetectorsUnavailable
 	case <-ctx.Done():
-		return res, ctx.Err()
+		return adminapi.SweepResult{}, ctx.Err()
 	}
 }

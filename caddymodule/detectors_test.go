@@ -37,6 +37,7 @@ type workerRun struct {
 
 func startWorker(store *storage.Store, history time.Duration) *workerRun {
 	w := newDetectorWorker(store, newLoggerRef(nil), detectorSettings{sweep: time.Hour, history: history})
+	w.rebuildEvery = 0 // tests that change settings see them applied at once
 	s := storage.NewWriter(store, storage.WriterOptions{OnCommit: w.offer})
 	w.start()
 	return &workerRun{w: w, s: s}
@@ -340,5 +341,94 @@ func TestSweepNowNotRunning(t *testing.T) {
 	w.stop()
 	if _, err := w.sweepNow(ctx); !errors.Is(err, adminapi.ErrDetectorsUnavailable) {
 		t.Errorf("sweep after stop = %v", err)
+	}
+}
+
+// A caller that gives up after its sweep was queued must not share the
+// result with the worker that later runs it (go test -race).
+func TestSweepNowCancelledAfterQueueing(t *testing.T) {
+	store, err := storage.Open(filepath.Join(t.TempDir(), "audit.db"), storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	initMetrics()
+	w := newDetectorWorker(store, newLoggerRef(nil), detectorSettings{sweep: time.Hour})
+	w.start()
+	defer w.stop()
+	held, busy := make(chan struct{}), make(chan struct{})
+	w.ctl <- func() { close(held); <-busy } // hold the worker so the sweep waits in the queue
+	<-held
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		for len(w.ctl) == 0 { // the sweep is queued behind the blocker
+			time.Sleep(time.Millisecond)
+		}
+		cancel()
+		// Released from here, not after sweepNow returns, so nothing
+		// orders the abandoned sweep after the caller's return.
+		close(busy)
+	}()
+	if _, err := w.sweepNow(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled sweep = %v", err)
+	}
+	// The abandoned sweep runs before this one (the queue is FIFO).
+	if _, err := w.sweepNow(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Alternating business-hours changes do not keep the engine replaying
+// history: changes within rebuildEvery of the last rebuild wait and are
+// applied together, once.
+func TestWorkspaceChangesCoalesceRebuilds(t *testing.T) {
+	store, err := storage.Open(filepath.Join(t.TempDir(), "audit.db"), storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	initMetrics()
+	w := newDetectorWorker(store, newLoggerRef(nil), detectorSettings{sweep: time.Hour})
+	w.rebuildEvery = time.Hour
+	w.start()
+	defer w.stop()
+	ctx := context.Background()
+	zones := []string{"Asia/Tokyo", "Europe/Berlin"}
+	for i := range 10 {
+		w.workspaceChanged(storage.Workspace{ID: "acme", BusinessHours: &storage.BusinessHours{Timezone: zones[i%2]}})
+		waitFor(t, "the change to be taken", func() bool { return len(w.changed) == 0 })
+		// The worker handles one thing at a time: once this sweep has
+		// run, so has the handling of the change.
+		if _, err := w.sweepNow(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := w.rebuilds.Load(); n != 1 {
+		t.Fatalf("%d rebuilds for 10 changes within rebuildEvery; want only the one at start", n)
+	}
+}
+
+// A deferred change is applied once rebuildEvery has passed.
+func TestDeferredWorkspaceChangeApplied(t *testing.T) {
+	store, err := storage.Open(filepath.Join(t.TempDir(), "audit.db"), storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	initMetrics()
+	w := newDetectorWorker(store, newLoggerRef(nil), detectorSettings{sweep: time.Hour})
+	w.rebuildEvery = 50 * time.Millisecond
+	w.start()
+	defer w.stop()
+	w.workspaceChanged(storage.Workspace{ID: "acme", BusinessHours: &storage.BusinessHours{Timezone: "Asia/Tokyo"}})
+	w.workspaceChanged(storage.Workspace{ID: "acme", BusinessHours: &storage.BusinessHours{Timezone: "Europe/Berlin"}})
+	zone := func() string {
+		got := make(chan string, 1)
+		w.ctl <- func() { got <- w.engine.Config().Workspaces["acme"].BusinessHours.Timezone }
+		return <-got
+	}
+	waitFor(t, "the last change to reach the engine", func() bool { return zone() == "Europe/Berlin" })
+	if n := w.rebuilds.Load(); n > 3 {
+		t.Errorf("%d rebuilds", n)
 	}
 }

@@ -56,10 +56,12 @@ type AlertUpdate struct {
 	Escalated bool `json:"escalated,omitempty"`
 }
 
-// alertID hashes what identifies an alert across replays.
-func alertID(detector, family string, subj storage.Subject, firstEventID string) string {
+// alertID hashes what identifies an alert across replays. The workspace is
+// in it as it is in the suppression key: two tenants' alerts on one subject
+// are two alerts, never one id.
+func alertID(workspace, detector, family string, subj storage.Subject, firstEventID string) string {
 	h := sha256.New()
-	for _, s := range []string{detector, family, subj.Kind, subj.Value, firstEventID} {
+	for _, s := range []string{workspace, detector, family, subj.Kind, subj.Value, firstEventID} {
 		h.Write([]byte(s))
 		h.Write([]byte{0})
 	}
@@ -89,7 +91,8 @@ func cloneAlert(a *storage.Alert) storage.Alert {
 
 // AlertID is the engine's alert id scheme for alerts raised outside it
 // (the admin API's bad-key throttle), so their repeats update one alert
-// the same way: first names what starts an occurrence.
-func AlertID(detector, family string, subj storage.Subject, first string) string {
-	return alertID(detector, family, subj, first)
+// the same way: workspace is the alert's, first names what starts an
+// occurrence.
+func AlertID(workspace, detector, family string, subj storage.Subject, first string) string {
+	return alertID(workspace, detector, family, subj, first)
 }

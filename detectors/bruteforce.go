@@ -31,11 +31,12 @@ import (
 // alert critical: the guessing probably worked.
 type bruteForce struct {
 	e    *Engine
-	ip   *table[string, bfState]
-	user *table[string, bfState]
+	ip   *table[inWS[string], bfState]
+	user *table[inWS[string], bfState]
 }
 
-// bfState is kept per client IP and per target user.
+// bfState is kept per workspace and client IP, and per workspace and
+// target user.
 type bfState struct {
 	burst  leaky
 	recent ring           // the latest failures; h is the user (per IP) or the IP (per user)
@@ -62,8 +63,8 @@ func newBruteForce(e *Engine, lim Limits) *bruteForce {
 	})
 	return &bruteForce{
 		e:    e,
-		ip:   newTable[string, bfState](lim.MaxKeys, ttl),
-		user: newTable[string, bfState](lim.MaxKeys, ttl),
+		ip:   newTable[inWS[string], bfState](lim.MaxKeys, ttl),
+		user: newTable[inWS[string], bfState](lim.MaxKeys, ttl),
 	}
 }
 
@@ -81,7 +82,7 @@ func (b *bruteForce) process(c *evctx) {
 	ipSubj := ipSubject(ev)
 	keep := min(maxRecentFailures, max(cfg.Burst.Capacity+1, cfg.Slow.Threshold))
 
-	st := b.ip.upsert(ev.ClientIP, e.now)
+	st := b.ip.upsert(scoped(c, ev.ClientIP), e.now)
 	st.recent.push(stamp{t: c.t, id: ev.ID, h: hashString(ev.User)}, keep)
 	overflow := st.burst.pour(c.t, cfg.Burst)
 	slow := cfg.Slow.Threshold > 0 && st.recent.since(c.t-int64(cfg.Slow.Window)) >= cfg.Slow.Threshold
@@ -128,7 +129,7 @@ func (b *bruteForce) process(c *evctx) {
 		return
 	}
 	userSubj := userSubject(ev)
-	us := b.user.upsert(ev.User, e.now)
+	us := b.user.upsert(scoped(c, ev.User), e.now)
 	us.recent.push(stamp{t: c.t, id: ev.ID, h: hashString(ev.ClientIP)}, cfg.Burst.Capacity+1)
 	if us.burst.pour(c.t, cfg.Burst) {
 		if e.open(c, DetectorBruteForce, famGuessing, ipSubj) == nil {

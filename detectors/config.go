@@ -292,7 +292,7 @@ type ErrorRatio struct {
 // override names only what it changes.
 type Settings struct {
 	// Suppression is how long after an alert's last event a repeat (same
-	// detector, rule family and subject) updates the open alert instead of
+	// workspace, detector, rule family and subject) updates the open alert instead of
 	// opening a new one: the blackhole of CrowdSec. Default 15m.
 	Suppression Duration `json:"suppression,omitempty" yaml:"suppression,omitempty"`
 	// BusinessHours are the working hours for off-hours checks.
@@ -348,14 +348,21 @@ type Routes struct {
 // IP, per user, per principal) is an LRU ordered by event time: a key idle
 // for longer than its table's longest window is dropped, and when a table
 // holds MaxKeys keys the least recently seen is dropped to make room.
+//
+// Keys are per workspace (one tenant's alerts never count another's
+// events), so an IP or user active in n workspaces takes n keys, and the
+// caps are shared by all workspaces: a flood in one tenant can evict
+// another tenant's state. Size MaxKeys and MaxProfiles for keys times
+// workspaces; Stats.Evictions shows when they are too small.
 type Limits struct {
 	// MaxKeys caps every short-window state table (one per detector and key
 	// kind). Default 100000; at about 150-600 bytes a key this is at most
 	// about 60 MB per table under a flood of distinct client IPs.
 	MaxKeys int `json:"max_keys,omitempty" yaml:"max_keys,omitempty"`
-	// MaxProfiles caps the long-lived baselines (unusual_access profiles
-	// and data_exfiltration baselines). Default 50000; a profile is at most
-	// about 2 KB.
+	// MaxProfiles caps each table of long-lived baselines: unusual_access
+	// per workspace and user profiles, unusual_access per user habits
+	// (across workspaces) and data_exfiltration per workspace and
+	// principal baselines. Default 50000; a profile is at most about 2 KB.
 	MaxProfiles int `json:"max_profiles,omitempty" yaml:"max_profiles,omitempty"`
 	// BaselineTTL is how long a baseline survives without events. Default
 	// 30d.

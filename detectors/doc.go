@@ -36,7 +36,7 @@
 //
 // Nothing reads the wall clock. Buckets leak, windows slide and state
 // expires by the events' own timestamps, and alert ids are derived from the
-// detector, rule family, subject and first event, so replaying the same
+// workspace, detector, rule family, subject and first event, so replaying the same
 // events into a fresh Engine (a restart, a backfill, a test) gives the same
 // alerts, byte for byte. Events should arrive roughly in time order; a late
 // event is judged at its own time and never moves state backwards (it
@@ -45,7 +45,8 @@
 //
 // # Alerts, suppression and updates
 //
-// An alert is keyed by detector, rule family and subject. While it is open
+// An alert is keyed by workspace, detector, rule family and subject (two
+// tenants never share an alert, nor its counts). While it is open
 // (until its suppression window, default 15m, passes without a repeat) the
 // events that would raise it again are counted into it instead, and a
 // stronger finding raises its severity. Most rules are their own family;
@@ -77,14 +78,18 @@
 // # Memory
 //
 // Per-key state lives in LRU tables ordered by event time (see Limits).
+// Every key includes the event's workspace, as every alert does, so a
+// tenant's alert only holds that tenant's events and figures; a subject
+// active in several workspaces takes a key in each, under the same caps.
 // Short-window tables (per IP, user or principal, one per detector and key
 // kind) hold at most Limits.MaxKeys keys each (default 100000) and drop a
 // key once it has been idle for the detector's longest window; a key costs
 // about 150 to 600 bytes, more only while it is attacking (the evidence
 // rings are bounded: 256 failures per IP, 1024 deletes per principal, 25
-// event ids per window). User baselines (unusual_access profiles, about 1 KB
-// each with their bounded sets of 32 networks, 16 user agents and 32
-// workspaces, and data_exfiltration baselines) hold at most
+// event ids per window). User baselines (unusual_access per workspace
+// profiles and per user habits, about 1 KB each with their bounded sets of
+// 32 networks, 16 user agents and 32 workspaces, and data_exfiltration
+// baselines) hold at most
 // Limits.MaxProfiles keys (default 50000) for Limits.BaselineTTL (30d).
 // Peer knowledge is capped at 256 workspaces of 1024 values. Open alerts are
 // capped at Limits.MaxAlerts (10000). Stats reports the keys held and the

@@ -317,7 +317,7 @@ func sizeOf[K comparable, V any](t *table[K, V]) sizer {
 
 func (e *Engine) sizers() []sizer {
 	return []sizer{
-		sizeOf(e.bf.ip), sizeOf(e.bf.user), sizeOf(e.ua.users), sizeOf(e.ua.peers),
+		sizeOf(e.bf.ip), sizeOf(e.bf.user), sizeOf(e.ua.users), sizeOf(e.ua.habits), sizeOf(e.ua.peers),
 		sizeOf(e.ex.principals), sizeOf(e.pe.users), sizeOf(e.pe.ips), sizeOf(e.md.principals),
 		sizeOf(e.un.ips), sizeOf(e.un.principals),
 	}
@@ -325,12 +325,24 @@ func (e *Engine) sizers() []sizer {
 
 // ----- alerts -----
 
-// alertKey is the suppression key: one open alert per detector, rule family
-// and subject.
+// alertKey is the suppression key: one open alert per workspace, detector,
+// rule family and subject. The workspace is part of it so that an alert
+// only ever counts one tenant's events: the same client IP failing logins
+// in two workspaces is two alerts, each readable by its own tenant.
 type alertKey struct {
-	detector, family string
-	subject          storage.Subject
+	workspace, detector, family string
+	subject                     storage.Subject
 }
+
+// inWS is a per-subject state key: detectors keep every bucket, window and
+// baseline per workspace for the same reason alerts are.
+type inWS[K comparable] struct {
+	ws string
+	k  K
+}
+
+// scoped keys k by the current event's workspace.
+func scoped[K comparable](c *evctx, k K) inWS[K] { return inWS[K]{c.ev.Workspace, k} }
 
 type openAlert struct {
 	key      alertKey
@@ -375,10 +387,11 @@ func detectorIndex(name string) int {
 	return 0
 }
 
-// open returns the open alert for the key, or nil. An alert whose
+// open returns the open alert for the key in the current event's
+// workspace, or nil. An alert whose
 // suppression window has passed is closed on the way.
 func (e *Engine) open(c *evctx, detector, family string, subj storage.Subject) *openAlert {
-	k := alertKey{detector, family, subj}
+	k := alertKey{c.ev.Workspace, detector, family, subj}
 	a := e.alerts.peek(k)
 	if a == nil {
 		return nil
@@ -440,7 +453,7 @@ func (e *Engine) touchAlert(c *evctx, a *openAlert, escalated bool) {
 }
 
 // raise reports a finding: it opens an alert, or folds the finding into the
-// open alert of the same detector, family and subject (counting the current
+// open alert of the same workspace, detector, family and subject (counting the current
 // event, merging figures and raising the severity).
 func (e *Engine) raise(c *evctx, f *finding) *openAlert {
 	if f.family == "" {
@@ -488,12 +501,12 @@ func (e *Engine) raise(c *evctx, f *finding) *openAlert {
 		first = min(first, f.evidence.first)
 		last = max(last, f.evidence.last)
 	}
-	k := alertKey{f.detector, f.family, f.subject}
+	k := alertKey{c.ev.Workspace, f.detector, f.family, f.subject}
 	a := e.alerts.upsert(k, e.now)
 	*a = openAlert{
 		key: k,
 		a: storage.Alert{
-			ID:                 alertID(f.detector, f.family, f.subject, ids[0]),
+			ID:                 alertID(c.ev.Workspace, f.detector, f.family, f.subject, ids[0]),
 			Detector:           f.detector,
 			Rule:               f.rule,
 			Severity:           f.severity,

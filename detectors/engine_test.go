@@ -88,15 +88,15 @@ func TestRelease(t *testing.T) {
 // Ids depend on the detector, family, subject and first event, not on the
 // engine instance or the wall clock.
 func TestAlertIDsAreStable(t *testing.T) {
-	a := alertID(DetectorBruteForce, famGuessing, storage.Subject{Kind: storage.SubjectIP, Value: "203.0.113.7"}, "ev1")
-	if a != alertID(DetectorBruteForce, famGuessing, storage.Subject{Kind: storage.SubjectIP, Value: "203.0.113.7"}, "ev1") || !strings.HasPrefix(a, "alr_") || len(a) != 28 {
+	a := alertID("acme", DetectorBruteForce, famGuessing, storage.Subject{Kind: storage.SubjectIP, Value: "203.0.113.7"}, "ev1")
+	if a != alertID("acme", DetectorBruteForce, famGuessing, storage.Subject{Kind: storage.SubjectIP, Value: "203.0.113.7"}, "ev1") || !strings.HasPrefix(a, "alr_") || len(a) != 28 {
 		t.Errorf("id %q", a)
 	}
 	for _, other := range []string{
-		alertID(DetectorBruteForce, famGuessing, storage.Subject{Kind: storage.SubjectIP, Value: "203.0.113.7"}, "ev2"),
-		alertID(DetectorBruteForce, famGuessing, storage.Subject{Kind: storage.SubjectUser, Value: "203.0.113.7"}, "ev1"),
-		alertID(DetectorBruteForce, ruleCredentialStuffing, storage.Subject{Kind: storage.SubjectIP, Value: "203.0.113.7"}, "ev1"),
-		alertID(DetectorUnauthorizedAccess, famGuessing, storage.Subject{Kind: storage.SubjectIP, Value: "203.0.113.7"}, "ev1"),
+		alertID("acme", DetectorBruteForce, famGuessing, storage.Subject{Kind: storage.SubjectIP, Value: "203.0.113.7"}, "ev2"),
+		alertID("acme", DetectorBruteForce, famGuessing, storage.Subject{Kind: storage.SubjectUser, Value: "203.0.113.7"}, "ev1"),
+		alertID("acme", DetectorBruteForce, ruleCredentialStuffing, storage.Subject{Kind: storage.SubjectIP, Value: "203.0.113.7"}, "ev1"),
+		alertID("acme", DetectorUnauthorizedAccess, famGuessing, storage.Subject{Kind: storage.SubjectIP, Value: "203.0.113.7"}, "ev1"),
 	} {
 		if other == a {
 			t.Errorf("id collision %s", a)

@@ -34,7 +34,7 @@ import (
 // application's own HTTPS API.
 type exfiltration struct {
 	e          *Engine
-	principals *table[storage.Subject, exState]
+	principals *table[inWS[storage.Subject], exState]
 }
 
 type exState struct {
@@ -87,7 +87,7 @@ func slotOf(idx int64) int { return int((idx%exSlots + exSlots) % exSlots) }
 const exEvidence = storage.MaxFirstEvidence + storage.MaxLastEvidence
 
 func newExfiltration(e *Engine, lim Limits) *exfiltration {
-	return &exfiltration{e: e, principals: newTable[storage.Subject, exState](lim.MaxProfiles, int64(lim.BaselineTTL))}
+	return &exfiltration{e: e, principals: newTable[inWS[storage.Subject], exState](lim.MaxProfiles, int64(lim.BaselineTTL))}
 }
 
 func (x *exfiltration) process(c *evctx) {
@@ -102,7 +102,7 @@ func (x *exfiltration) process(c *evctx) {
 		return
 	}
 	subj := principal(ev)
-	st := x.principals.upsert(subj, x.e.now)
+	st := x.principals.upsert(scoped(c, subj), x.e.now)
 	x.roll(st, c.t, W)
 
 	if get {

@@ -160,7 +160,7 @@ func TestDataExfiltrationAlertWindowNotLearnt(t *testing.T) {
 	for i := range s.evs {
 		e.Process(&s.evs[i])
 	}
-	st := e.ex.principals.peek(storage.Subject{Kind: storage.SubjectUser, Value: "eve"})
+	st := e.ex.principals.peek(inWS[storage.Subject]{k: storage.Subject{Kind: storage.SubjectUser, Value: "eve"}})
 	if st.n != 20 || st.peakB > 1<<20 {
 		t.Errorf("baseline has %d windows, peak %v: the alert window was learnt", st.n, st.peakB)
 	}

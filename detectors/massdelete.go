@@ -19,7 +19,7 @@ import (
 // alert. T1485.
 type massDeletion struct {
 	e          *Engine
-	principals *table[storage.Subject, mdState]
+	principals *table[inWS[storage.Subject], mdState]
 }
 
 type mdState struct {
@@ -41,7 +41,7 @@ const (
 
 func newMassDeletion(e *Engine, lim Limits) *massDeletion {
 	ttl := e.maxOver(func(s *settings) int64 { return int64(s.MassDeletion.Deletes.Window) })
-	return &massDeletion{e: e, principals: newTable[storage.Subject, mdState](lim.MaxKeys, ttl)}
+	return &massDeletion{e: e, principals: newTable[inWS[storage.Subject], mdState](lim.MaxKeys, ttl)}
 }
 
 func (m *massDeletion) process(c *evctx) {
@@ -55,7 +55,7 @@ func (m *massDeletion) process(c *evctx) {
 		return
 	}
 	subj := principal(ev)
-	st := m.principals.upsert(subj, m.e.now)
+	st := m.principals.upsert(scoped(c, subj), m.e.now)
 	rt := resourceType(ev.Path, m.e.routes.resources)
 	h := hashFold(rt)
 	st.recent.push(stamp{t: c.t, id: ev.ID, h: h}, min(maxDeleteStamps, th*max(1, cfg.CriticalFactor)))

@@ -27,8 +27,8 @@ import (
 //     T1098.
 type privilegeEscalation struct {
 	e     *Engine
-	users *table[string, peState] // 403s by user
-	ips   *table[string, peState] // 403s without a user, by client IP
+	users *table[inWS[string], peState] // 403s by workspace and user
+	ips   *table[inWS[string], peState] // 403s without a user, by workspace and client IP
 }
 
 type peState struct {
@@ -47,8 +47,8 @@ func newPrivilegeEscalation(e *Engine, lim Limits) *privilegeEscalation {
 	ttl := e.maxOver(func(s *settings) int64 { return int64(s.PrivilegeEscalation.DeniedWindow) })
 	return &privilegeEscalation{
 		e:     e,
-		users: newTable[string, peState](lim.MaxKeys, ttl),
-		ips:   newTable[string, peState](lim.MaxKeys, ttl),
+		users: newTable[inWS[string], peState](lim.MaxKeys, ttl),
+		ips:   newTable[inWS[string], peState](lim.MaxKeys, ttl),
 	}
 }
 
@@ -86,9 +86,9 @@ func (pe *privilegeEscalation) process(c *evctx) {
 	if ev.Status == 403 {
 		s := stamp{t: c.t, id: ev.ID, h: route}
 		if ev.User != "" {
-			pe.users.upsert(ev.User, e.now).remember(s, window)
+			pe.users.upsert(scoped(c, ev.User), e.now).remember(s, window)
 		} else {
-			pe.ips.upsert(ev.ClientIP, e.now).remember(s, window)
+			pe.ips.upsert(scoped(c, ev.ClientIP), e.now).remember(s, window)
 		}
 		return
 	}
@@ -101,12 +101,12 @@ func (pe *privilegeEscalation) process(c *evctx) {
 
 	var denied *stamp
 	if ev.User != "" && !isAdmin {
-		if st := pe.users.get(ev.User, e.now); st != nil {
+		if st := pe.users.get(scoped(c, ev.User), e.now); st != nil {
 			denied = st.find(route, c.t-window)
 		}
 	}
 	if denied == nil {
-		if st := pe.ips.get(ev.ClientIP, e.now); st != nil {
+		if st := pe.ips.get(scoped(c, ev.ClientIP), e.now); st != nil {
 			denied = st.find(route, c.t-window)
 		}
 	}

@@ -35,8 +35,8 @@ import (
 // handler's user source is misconfigured. High.
 type unauthorizedAccess struct {
 	e          *Engine
-	ips        *table[string, unIP]
-	principals *table[storage.Subject, unPrincipal]
+	ips        *table[inWS[string], unIP]
+	principals *table[inWS[storage.Subject], unPrincipal]
 }
 
 type unIP struct {
@@ -75,8 +75,8 @@ func newUnauthorizedAccess(e *Engine, lim Limits) *unauthorizedAccess {
 	})
 	return &unauthorizedAccess{
 		e:          e,
-		ips:        newTable[string, unIP](lim.MaxKeys, ttl),
-		principals: newTable[storage.Subject, unPrincipal](lim.MaxKeys, ttl),
+		ips:        newTable[inWS[string], unIP](lim.MaxKeys, ttl),
+		principals: newTable[inWS[storage.Subject], unPrincipal](lim.MaxKeys, ttl),
 	}
 }
 
@@ -88,7 +88,7 @@ func (u *unauthorizedAccess) process(c *evctx) {
 	subj := principal(ev)
 
 	// Per principal: denied bursts and the error ratio see every event.
-	ps := u.principals.upsert(subj, e.now)
+	ps := u.principals.upsert(scoped(c, subj), e.now)
 	static := u.static(s, ev.Path)
 	u.errorRatio(c, ps, subj, is4xx && !static)
 	if (ev.Status == 401 || ev.Status == 403) && !c.login {
@@ -116,7 +116,7 @@ func (u *unauthorizedAccess) process(c *evctx) {
 	if !(is4xx || unauth) {
 		return
 	}
-	ip := u.ips.upsert(ev.ClientIP, e.now)
+	ip := u.ips.upsert(scoped(c, ev.ClientIP), e.now)
 	if unauth {
 		ip.unauthRecent.push(stamp{t: c.t, id: ev.ID}, cfg.Unauthenticated.Capacity+1)
 		if ip.unauth.pour(c.t, cfg.Unauthenticated) {

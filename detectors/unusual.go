@@ -46,15 +46,29 @@ func noveltyBit(name string) uint8 {
 	return 0
 }
 
-// unusual_access keeps a baseline per user: how many events over how many
-// days, the local hours of the day (in the event's workspace time zone),
-// the client networks, user agent families and workspaces. Once a user has
-// MinEvents events over MinDays days, an event is novel when it comes from
-// a network or user agent family the user never used (and fewer than
-// PeerUsers other users of the workspace use), outside business hours at an
-// hour (or on a day) that is rare for this user, or in a workspace the user
-// never used. The values are learnt right after judging, as Elastic's new
-// terms rules do.
+// unusual_access keeps two baselines. Per workspace and user: how many
+// events over how many days, the client networks and user agent families
+// used there. Per user across workspaces (their habit): how many events
+// over how many days, the hours of the week and the workspaces used. Once
+// a baseline holds MinEvents events over MinDays days, an event is novel
+// when it comes from a network or user agent family the user never used in
+// this workspace (and fewer than PeerUsers other users of the workspace
+// use), outside the workspace's business hours at an hour (or on a day)
+// that is rare for this user, or in a workspace the user never used. The
+// values are learnt right after judging, as Elastic's new terms rules do.
+//
+// Networks and agents are judged per workspace once the user is
+// established there, because alerts are per workspace. Time of day and the
+// workspaces used are the person's habit, so they are judged across
+// workspaces (someone in London who also works in a Tokyo workspace keeps
+// London hours there without being flagged, and reaching into a new tenant
+// is only visible across tenants); so are networks and agents in a
+// workspace where the user has no baseline yet (a stolen session reaching
+// a new tenant from a new address is still seen as such). From the
+// cross-workspace habit an alert carries only verdicts (new, rare, first
+// access), never figures or events: its history_events and history_days
+// count the user's events in the alert's workspace, and no share computed
+// from other tenants' events is shown.
 //
 // All novelty kinds of one user share one rule family, so a stolen-session
 // scenario (new network, new agent, 3 a.m., another workspace) is one alert
@@ -63,9 +77,10 @@ func noveltyBit(name string) uint8 {
 // Every further novel event of that user within the suppression window
 // (default 1h) is counted into it.
 type unusualAccess struct {
-	e     *Engine
-	users *table[string, profile]
-	peers *table[string, peerSet]
+	e      *Engine
+	users  *table[inWS[string], profile] // by workspace and user
+	habits *table[string, habit]         // by user, across workspaces
+	peers  *table[string, peerSet]       // by workspace
 }
 
 // Per-profile caps: the oldest value is forgotten to make room.
@@ -77,10 +92,28 @@ const (
 	maxPeerWorkspaces    = 256
 )
 
-type profile struct {
+// tally is how established a baseline is.
+type tally struct {
 	events  uint32
 	days    uint32
 	lastDay int64
+}
+
+func (n *tally) count(t int64) {
+	n.events++
+	if day := t / int64(24*time.Hour); n.days == 0 || day > n.lastDay {
+		n.days++
+		n.lastDay = day
+	}
+}
+
+func (n *tally) established(cfg *UnusualAccessConfig) bool {
+	return int(n.events) >= cfg.MinEvents && int(n.days) >= cfg.MinDays
+}
+
+// habit is a user's baseline across workspaces.
+type habit struct {
+	tally
 	// week counts events per hour of the week in UTC (Sunday 00:00 is 0).
 	// UTC keeps it independent of time zones: the user's time of day is
 	// judged from it directly, and their days off are judged by viewing it
@@ -90,9 +123,25 @@ type profile struct {
 	// one saturates, which also ages old habits.
 	week      [168]uint16
 	weekTotal uint32
-	nets      seenSet
-	agents    seenSet
 	wss       seenSet // n counts events, s is the workspace's settings
+	known
+}
+
+// known are the networks and user agent families a baseline has seen.
+type known struct {
+	nets   seenSet
+	agents seenSet
+}
+
+func (k *known) learn(net, agent uint64, t int64) {
+	k.nets.learn(net, t, maxProfileNets, nil)
+	k.agents.learn(agent, t, maxProfileAgents, nil)
+}
+
+// profile is a user's baseline in one workspace.
+type profile struct {
+	tally
+	known
 	// Caches: most requests repeat the previous one's IP and agent, and
 	// string comparison is cheaper than hashing.
 	lastIP, lastUA     string
@@ -114,7 +163,7 @@ func hourOfWeek(t int64) int {
 	return int(((h+4*24)%168 + 168) % 168) // 1970-01-01 was a Thursday
 }
 
-func (p *profile) learnTime(t int64) {
+func (p *habit) learnTime(t int64) {
 	i := hourOfWeek(t)
 	if p.week[i] == math.MaxUint16 {
 		p.weekTotal = 0
@@ -129,7 +178,7 @@ func (p *profile) learnTime(t int64) {
 
 // hourShare is the share of the user's events within an hour of t's time
 // of day, any day of the week.
-func (p *profile) hourShare(t int64) float64 {
+func (p *habit) hourShare(t int64) float64 {
 	if p.weekTotal == 0 {
 		return 0
 	}
@@ -145,7 +194,7 @@ func (p *profile) hourShare(t int64) float64 {
 
 // offDayShare is the share of the user's events that fell on days off of
 // the home calendar, viewed at the home zone's offset at t.
-func (p *profile) offDayShare(home *settings, t int64) float64 {
+func (p *habit) offDayShare(home *settings, t int64) float64 {
 	if p.weekTotal == 0 {
 		return 0
 	}
@@ -162,7 +211,7 @@ func (p *profile) offDayShare(home *settings, t int64) float64 {
 }
 
 // home returns the settings of the workspace the user uses most.
-func (p *profile) home(fallback *settings) *settings {
+func (p *habit) home(fallback *settings) *settings {
 	best := -1
 	for i := range p.wss.v {
 		if best < 0 || p.wss.v[i].n > p.wss.v[best].n {
@@ -268,9 +317,10 @@ func (p *peerSet) learn(h, user uint64) {
 
 func newUnusualAccess(e *Engine, lim Limits) *unusualAccess {
 	return &unusualAccess{
-		e:     e,
-		users: newTable[string, profile](lim.MaxProfiles, int64(lim.BaselineTTL)),
-		peers: newTable[string, peerSet](maxPeerWorkspaces, int64(lim.BaselineTTL)),
+		e:      e,
+		users:  newTable[inWS[string], profile](lim.MaxProfiles, int64(lim.BaselineTTL)),
+		habits: newTable[string, habit](lim.MaxProfiles, int64(lim.BaselineTTL)),
+		peers:  newTable[string, peerSet](maxPeerWorkspaces, int64(lim.BaselineTTL)),
 	}
 }
 
@@ -283,7 +333,8 @@ func (u *unusualAccess) process(c *evctx) {
 		return
 	}
 	e, cfg := u.e, &c.s.UnusualAccess
-	p := u.users.upsert(ev.User, e.now)
+	p := u.users.upsert(scoped(c, ev.User), e.now)
+	hb := u.habits.upsert(ev.User, e.now)
 	if p.lastNet == 0 || ev.ClientIP != p.lastIP {
 		p.lastIP, p.lastNet = ev.ClientIP, hashNetwork(ev.ClientIP, cfg.IPv4Prefix, cfg.IPv6Prefix)
 	}
@@ -295,34 +346,41 @@ func (u *unusualAccess) process(c *evctx) {
 	userH := hashString(ev.User)
 	peers := u.peers.upsert(ev.Workspace, e.now)
 
-	if int(p.events) >= cfg.MinEvents && int(p.days) >= cfg.MinDays {
+	here, anywhere := p.established(cfg), hb.established(cfg)
+	if here || anywhere {
 		var kinds uint8
+		// In a workspace where the user has no baseline yet, their
+		// networks and agents elsewhere stand in for it.
+		base := &p.known
+		if !here {
+			base = &hb.known
+		}
 		peerNeed := cfg.PeerUsers
-		if c.s.checks&bitNewIP != 0 && !p.nets.has(net) && !peers.known(net, userH, peerNeed) {
+		if c.s.checks&bitNewIP != 0 && !base.nets.has(net) && !peers.known(net, userH, peerNeed) {
 			kinds |= bitNewIP
 		}
-		if c.s.checks&bitNewUserAgent != 0 && !p.agents.has(agent) && !peers.known(agent, userH, peerNeed) {
+		if c.s.checks&bitNewUserAgent != 0 && !base.agents.has(agent) && !peers.known(agent, userH, peerNeed) {
 			kinds |= bitNewUserAgent
 		}
 		var share float64
 		var lt time.Time
-		if c.s.checks&bitOffHours != 0 {
+		if anywhere && c.s.checks&bitOffHours != 0 {
 			lt = time.Unix(0, c.t).In(c.s.hours.loc)
 			if !c.s.hours.withinLocal(lt) {
 				// Outside the workspace's hours; unusual only if rare for
 				// this user: the share of their history within an hour of
 				// this time of day, or on days off at home.
-				share = p.hourShare(c.t)
-				home := p.home(e.global)
+				share = hb.hourShare(c.t)
+				home := hb.home(e.global)
 				if !home.hours.days[time.Unix(0, c.t).In(home.hours.loc).Weekday()] {
-					share = min(share, p.offDayShare(home, c.t))
+					share = min(share, hb.offDayShare(home, c.t))
 				}
 				if share < cfg.RareShare {
 					kinds |= bitOffHours
 				}
 			}
 		}
-		if c.s.checks&bitNewWorkspace != 0 && ev.Workspace != "" && !p.wss.has(ws) {
+		if anywhere && c.s.checks&bitNewWorkspace != 0 && ev.Workspace != "" && !hb.wss.has(ws) {
 			kinds |= bitNewWorkspace
 		}
 		switch {
@@ -347,16 +405,13 @@ func (u *unusualAccess) process(c *evctx) {
 	}
 
 	// Learn.
-	p.events++
-	if day := c.t / int64(24*time.Hour); p.days == 0 || day > p.lastDay {
-		p.days++
-		p.lastDay = day
-	}
-	p.learnTime(c.t)
-	p.nets.learn(net, c.t, maxProfileNets, nil)
-	p.agents.learn(agent, c.t, maxProfileAgents, nil)
+	p.count(c.t)
+	hb.count(c.t)
+	hb.learnTime(c.t)
+	p.known.learn(net, agent, c.t)
+	hb.known.learn(net, agent, c.t)
 	if ev.Workspace != "" {
-		p.wss.learn(ws, c.t, maxProfileWorkspaces, c.s)
+		hb.wss.learn(ws, c.t, maxProfileWorkspaces, c.s)
 	}
 	if cfg.PeerUsers > 0 {
 		peers.learn(net, userH)
@@ -405,9 +460,8 @@ func (u *unusualAccess) report(c *evctx, p *profile, kinds uint8, lt time.Time, 
 			parts = append(parts, "new user agent "+quote(ev.UserAgent))
 		case bitOffHours:
 			observed["local_time"] = lt.Format("Mon 15:04 MST")
-			figures["hour_share"] = share
 			figures["rare_share"] = cfg.RareShare
-			parts = append(parts, fmt.Sprintf("off hours (%s, %.1f%% of the user's history)", lt.Format("Mon 15:04 MST"), share*100))
+			parts = append(parts, fmt.Sprintf("off hours (%s, a time of day under %.1f%% of the user's activity)", lt.Format("Mon 15:04 MST"), cfg.RareShare*100))
 		}
 	}
 	severity := storage.SeverityLow
@@ -429,8 +483,8 @@ func (u *unusualAccess) report(c *evctx, p *profile, kinds uint8, lt time.Time, 
 	u.e.raise(c, &finding{
 		detector: DetectorUnusualAccess, rule: rule, family: famNovelty, subject: subj,
 		severity: severity, figures: figures, observed: observed,
-		summary: fmt.Sprintf("%s for %s (baseline %d events over %d days)",
-			strings.Join(parts, ", "), describe(subj), p.events, p.days),
+		summary: fmt.Sprintf("%s for %s (%d events over %d days in workspace %s)",
+			strings.Join(parts, ", "), describe(subj), p.events, p.days, quote(ev.Workspace)),
 		actions: actions,
 		mitre:   mitreValidAccounts,
 	})

@@ -427,3 +427,19 @@ func TestWorkspaceFunc(t *testing.T) {
 		t.Errorf("workspace %q", ev.Workspace)
 	}
 }
+
+// An imported line cannot write into a reserved workspace, from the header
+// or the Workspace function: the claim is kept in the details, the event
+// gets no workspace, as on live traffic.
+func TestReservedWorkspaceRefused(t *testing.T) {
+	line := strings.Replace(caddyFloatTS, `"X-Workspace-Id":["acme"]`, `"X-Workspace-Id":["`+storage.AuditWorkspace+`"]`, 1)
+	for name, o := range map[string]Options{
+		"header":   {WorkspaceHeader: "X-Workspace-ID"},
+		"function": {Workspace: func(*storage.Event, http.Header) string { return "_system" }},
+	} {
+		ev := importOne(t, line, o)
+		if ev.Workspace != "" || ev.Details["reserved_workspace_claimed"] == nil {
+			t.Errorf("%s: workspace %q details %v", name, ev.Workspace, ev.Details)
+		}
+	}
+}

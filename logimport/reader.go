@@ -436,11 +436,13 @@ func (r *Reader) event(rec *record, f Format) storage.Event {
 			ev.Level = "headers" // what the live handler records at that level
 		}
 	}
+	// The same rule as live traffic: a log line is as untrusted as the
+	// request it records, so it cannot write into a reserved workspace.
 	switch {
 	case o.Workspace != nil:
-		ev.Workspace = policy.Clean(o.Workspace(&ev, rec.headers))
+		ev.ClaimWorkspace(policy.Clean(o.Workspace(&ev, rec.headers)))
 	case o.WorkspaceHeader != "":
-		ev.Workspace = policy.Clean(rec.headers.Get(o.WorkspaceHeader))
+		ev.ClaimWorkspace(policy.Clean(rec.headers.Get(o.WorkspaceHeader)))
 	}
 	return ev
 }

@@ -54,6 +54,20 @@ func ValidWorkspaceID(id string) error {
 	return nil
 }
 
+// ClaimWorkspace sets the event's workspace from what the traffic claims
+// (a header, a claim, a log field), already cleaned. A reserved name is
+// refused: the workspace stays empty and the claim is kept in the details
+// as "reserved_workspace_claimed" for the investigator. The live handler
+// and the log importer both go through it so the rule cannot drift.
+func (e *Event) ClaimWorkspace(ws string) {
+	if ReservedWorkspace(ws) {
+		e.SetDetail("reserved_workspace_claimed", ws)
+		e.Workspace = ""
+		return
+	}
+	e.Workspace = ws
+}
+
 // BusinessHours is when a workspace normally works, for the detectors'
 // off-hours checks. It mirrors detectors.BusinessHours (storage cannot
 // import detectors); empty fields fall back to the detector config. The

@@ -126,3 +126,19 @@ func TestValidWorkspaceID(t *testing.T) {
 		}
 	}
 }
+
+func TestClaimWorkspace(t *testing.T) {
+	for _, tc := range []struct{ claim, ws, refused string }{
+		{"acme", "acme", ""},
+		{"", "", ""},
+		{AuditWorkspace, "", AuditWorkspace},
+		{"_anything", "", "_anything"},
+	} {
+		ev := Event{Workspace: "before"}
+		ev.ClaimWorkspace(tc.claim)
+		got, _ := ev.Details["reserved_workspace_claimed"].(string)
+		if ev.Workspace != tc.ws || got != tc.refused {
+			t.Errorf("ClaimWorkspace(%q): workspace %q, refused claim %q; want %q, %q", tc.claim, ev.Workspace, got, tc.ws, tc.refused)
+		}
+	}
+}
