@@ -113,10 +113,16 @@ func TestAdminAPIDetectorWiring(t *testing.T) {
 		t.Errorf("sweep = %+v, want 7 events read up to seq %d and one alert", res, last)
 	}
 
+	// The API's own audit events (of the sweep, of this listing) keep
+	// arriving behind the judged seq, so the worker's figures are checked
+	// once it has caught up with the sweep, not for an exact lag.
 	var got detectorsAnswer
-	call(t, api, http.MethodGet, "/api/v1/detectors", secret, "", http.StatusOK, &got)
-	if !got.Running || got.Worker == nil || got.Worker.JudgedSeq != last || got.Worker.Lag != 0 ||
-		got.Worker.EventsJudged != 7 || got.Worker.LastSweepAt == nil {
+	waitFor(t, "the worker to report the sweep", func() bool {
+		got = detectorsAnswer{}
+		call(t, api, http.MethodGet, "/api/v1/detectors", secret, "", http.StatusOK, &got)
+		return got.Worker != nil && got.Worker.JudgedSeq >= last && got.Worker.EventsJudged >= 7
+	})
+	if !got.Running || got.Worker.LastSweepAt == nil || got.Worker.Lag > 2 {
 		t.Fatalf("detectors = running %v, worker %+v", got.Running, got.Worker)
 	}
 	if got.Detectors[0].Name != detectors.DetectorBruteForce || got.Detectors[0].OpenAlerts[storage.SeverityHigh] != 1 {
