@@ -10,7 +10,6 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -37,8 +36,10 @@ func newTestHandler(tb testing.TB, h *Handler) *Handler {
 	if err := h.setDefaults(); err != nil {
 		tb.Fatal(err)
 	}
-	h.redactorOnce, h.recorded = new(sync.Once), metrics.recorded.WithLabelValues(h.Level)
-	if _, err := h.ready(); err != nil { // what the first request would do
+	if err := h.prepare(); err != nil {
+		tb.Fatal(err)
+	}
+	if _, _, err := h.ready(); err != nil { // what the first request would do
 		tb.Fatal(err)
 	}
 	return h

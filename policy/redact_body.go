@@ -1,0 +1,268 @@
+package policy
+
+import (
+	"encoding/json"
+	"mime"
+	"net/url"
+	"strings"
+)
+
+// Capture collects the first Max bytes written to it and counts them all.
+// It never fails, so it can sit in an io.TeeReader or beside a response
+// writer without changing what the other side sees.
+type Capture struct {
+	Max  int
+	buf  []byte
+	size int64
+}
+
+// Write keeps what fits under Max and counts everything.
+func (c *Capture) Write(p []byte) (int, error) {
+	c.size += int64(len(p))
+	if room := c.Max - len(c.buf); room > 0 {
+		if c.buf == nil {
+			// Most bodies are small: grow as they come, up to Max.
+			c.buf = make([]byte, 0, min(c.Max, max(len(p), 512)))
+		}
+		c.buf = append(c.buf, p[:min(room, len(p))]...)
+	}
+	return len(p), nil
+}
+
+// Bytes returns what was kept.
+func (c *Capture) Bytes() []byte { return c.buf }
+
+// Size is how many bytes were written, kept or not.
+func (c *Capture) Size() int64 { return c.size }
+
+// Truncated reports whether more was written than kept.
+func (c *Capture) Truncated() bool { return c.size > int64(len(c.buf)) }
+
+// CapturedType reports whether bodies of the content type are captured
+// under b: its media type is one of b.ContentTypes ("application/json"),
+// or matches a wildcard there ("text/*", "application/*+json").
+func (b Body) CapturedType(contentType string) bool {
+	mt := mediaType(contentType)
+	if mt == "" {
+		return false
+	}
+	for _, r := range b.ContentTypes {
+		r = strings.ToLower(r)
+		switch {
+		case r == mt:
+			return true
+		case strings.HasSuffix(r, "/*"):
+			if strings.HasPrefix(mt, r[:len(r)-1]) {
+				return true
+			}
+		case strings.Contains(r, "/*+"):
+			typ, suffix, _ := strings.Cut(r, "/*")
+			if strings.HasPrefix(mt, typ+"/") && strings.HasSuffix(mt, suffix) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func mediaType(contentType string) string {
+	mt, _, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		mt, _, _ = strings.Cut(contentType, ";")
+	}
+	return strings.ToLower(strings.TrimSpace(mt))
+}
+
+// Body returns a captured body fit to store: JSON keys and form fields
+// named as secrets have their values tokenized, and value patterns are
+// replaced everywhere, in any content type. truncated says the capture was
+// cut: the value cut in two is tokenized whole, since a secret cut short
+// may no longer match its pattern.
+func (r *Redactor) Body(contentType string, data []byte, truncated bool) string {
+	mt := mediaType(contentType)
+	switch {
+	case mt == "application/json" || strings.HasSuffix(mt, "+json"):
+		return cleanUTF8(r.jsonBody(data, truncated))
+	case mt == "application/x-www-form-urlencoded":
+		return cleanUTF8(r.formBody(string(data), truncated))
+	}
+	return cleanUTF8(r.textBody(string(data), truncated))
+}
+
+// jsonBody redacts a JSON document without decoding it into values, so a
+// body cut at the capture bound, or one that is not JSON at all, is still
+// redacted: it scans tokens, tracks whether the next string is a key, and
+// rewrites the literals that must not be stored. Formatting is kept.
+func (r *Redactor) jsonBody(data []byte, truncated bool) string {
+	var b strings.Builder
+	b.Grow(len(data) + 64)
+	var stack []bool     // true for an object
+	expectKey := false   // the next string is an object key
+	secretValue := false // the value after the current key is a secret
+	secretDepth := 0     // >0: inside a container that is a secret's value
+	inObject := func() bool { return len(stack) > 0 && stack[len(stack)-1] }
+	for i := 0; i < len(data); {
+		c := data[i]
+		switch c {
+		case ' ', '\t', '\n', '\r':
+			b.WriteByte(c)
+			i++
+		case ',':
+			b.WriteByte(c)
+			i++
+			expectKey = inObject()
+			secretValue = false
+		case ':':
+			b.WriteByte(c)
+			i++
+			expectKey = false
+		case '{', '[':
+			stack = append(stack, c == '{')
+			if secretValue && secretDepth == 0 {
+				secretDepth = len(stack)
+			}
+			secretValue = false
+			expectKey = c == '{'
+			b.WriteByte(c)
+			i++
+		case '}', ']':
+			if secretDepth == len(stack) {
+				secretDepth = 0
+			}
+			if len(stack) > 0 {
+				stack = stack[:len(stack)-1]
+			}
+			expectKey = false
+			b.WriteByte(c)
+			i++
+		case '"':
+			end, closed := jsonStringEnd(data, i)
+			lit := data[i:end]
+			s := jsonStringValue(lit, closed)
+			switch {
+			case expectKey && inObject():
+				secretValue = r.SensitiveField(s)
+				if red := r.patterns.redact(s, r.Token); red != s {
+					writeJSONString(&b, red)
+				} else {
+					b.Write(lit)
+				}
+			case secretValue || secretDepth > 0 || truncated && !closed:
+				writeJSONString(&b, r.Token(s))
+			default:
+				if red := r.patterns.redact(s, r.Token); red != s {
+					writeJSONString(&b, red)
+				} else {
+					b.Write(lit)
+				}
+			}
+			i = end
+		default:
+			if c != '-' && !isDigit(c) && c != 't' && c != 'f' && c != 'n' {
+				// Not JSON after all: redact the rest as text.
+				b.WriteString(r.textBody(string(data[i:]), truncated))
+				return b.String()
+			}
+			end := i
+			for end < len(data) && strings.IndexByte(" \t\r\n,:]}\"{[", data[end]) < 0 {
+				end++
+			}
+			lit := string(data[i:end])
+			switch {
+			case secretValue || secretDepth > 0 || truncated && end == len(data):
+				writeJSONString(&b, r.Token(lit))
+			default:
+				if red := r.patterns.redact(lit, r.Token); red != lit {
+					writeJSONString(&b, red)
+				} else {
+					b.WriteString(lit)
+				}
+			}
+			i = end
+		}
+	}
+	return b.String()
+}
+
+// jsonStringEnd returns the end of the string literal starting at i (just
+// past its closing quote), or len(data) and false when it is not closed.
+func jsonStringEnd(data []byte, i int) (int, bool) {
+	for j := i + 1; j < len(data); j++ {
+		switch data[j] {
+		case '\\':
+			j++
+		case '"':
+			return j + 1, true
+		}
+	}
+	return len(data), false
+}
+
+// jsonStringValue decodes a string literal; a malformed or unclosed one is
+// taken as its raw content.
+func jsonStringValue(lit []byte, closed bool) string {
+	if !closed {
+		return string(lit[1:])
+	}
+	inner := lit[1 : len(lit)-1]
+	if strings.IndexByte(string(inner), '\\') < 0 {
+		return string(inner)
+	}
+	var s string
+	if err := json.Unmarshal(lit, &s); err != nil {
+		return string(inner)
+	}
+	return s
+}
+
+func writeJSONString(b *strings.Builder, s string) {
+	q, _ := json.Marshal(s) // a string always marshals
+	b.Write(q)
+}
+
+// formBody redacts an application/x-www-form-urlencoded body as Query
+// does, with body field names as well as query parameter names.
+func (r *Redactor) formBody(data string, truncated bool) string {
+	var b strings.Builder
+	b.Grow(len(data) + 32)
+	parts := strings.Split(data, "&")
+	for i, part := range parts {
+		if i > 0 {
+			b.WriteByte('&')
+		}
+		name, value, hasValue := strings.Cut(part, "=")
+		lastCut := truncated && i == len(parts)-1
+		if !hasValue {
+			if lastCut {
+				b.WriteString(r.Token(part))
+			} else {
+				b.WriteString(r.escaped(part, url.QueryUnescape, url.QueryEscape))
+			}
+			continue
+		}
+		b.WriteString(r.escaped(name, url.QueryUnescape, url.QueryEscape))
+		b.WriteByte('=')
+		dn := unescapeName(name)
+		if lastCut || r.SensitiveField(dn) || r.SensitiveParam(dn) {
+			b.WriteString(r.Token(value))
+			continue
+		}
+		b.WriteString(r.escaped(value, url.QueryUnescape, url.QueryEscape))
+	}
+	return b.String()
+}
+
+// textBody replaces value patterns in any other body; when the capture was
+// cut, the word cut in two is tokenized.
+func (r *Redactor) textBody(s string, truncated bool) string {
+	tail := ""
+	if truncated {
+		cut := strings.LastIndexAny(s, " \t\r\n") + 1
+		s, tail = s[:cut], s[cut:]
+	}
+	out := r.patterns.redact(s, r.Token)
+	if tail != "" {
+		out += r.Token(tail)
+	}
+	return out
+}
