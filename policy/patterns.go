@@ -76,6 +76,10 @@ func (ps patternSet) redact(s string, tok func(string) string) string {
 	var b []byte
 	last := 0
 	for i := 0; i < len(s); {
+		if triggers[s[i]]&ps == 0 {
+			i++ // the common case: no pattern can start here
+			continue
+		}
 		m := ps.matchAt(s, i, last)
 		if m.end == 0 {
 			i = max(m.skip, i+1)
@@ -93,6 +97,23 @@ func (ps patternSet) redact(s string, tok func(string) string) string {
 	}
 	return string(append(b, s[last:]...))
 }
+
+// triggers maps a byte to the patterns that may start (or, for e-mail,
+// be anchored) at it.
+var triggers = func() (t [256]patternSet) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] |= patCard | patSSN
+	}
+	t['@'] |= patEmail
+	t['e'] |= patJWT
+	t['B'] |= patBearer
+	t['b'] |= patBearer
+	t['-'] |= patPrivateKey
+	for _, c := range "ASygx" {
+		t[c] |= patCloudKey
+	}
+	return t
+}()
 
 // match is a pattern found in s[start:end]; the first keep bytes are not
 // secret (a "Bearer " or a PEM header) and stay, and value is what the
@@ -196,7 +217,7 @@ func ssnAt(s string, i int) int {
 func cardAt(s string, i int) (end int, digits string, skip int) {
 	var buf [19]byte
 	var ends [20]int // ends[n]: end of the group that brought the count to n
-	n, j := 0, i
+	n, j, group := 0, i, 0
 	skip = -1
 	for j < len(s) {
 		c := s[j]
@@ -207,12 +228,16 @@ func cardAt(s string, i int) (end int, digits string, skip int) {
 			buf[n] = c
 			n++
 			j++
+			group++
 			if j == len(s) || !isDigit(s[j]) {
 				ends[n] = j
 			}
 			continue
 		}
-		if (c == ' ' || c == '-') && j+1 < len(s) && isDigit(s[j+1]) && j > i {
+		// Card brands print groups of 3 to 6 digits (4-4-4-4, 4-6-5):
+		// shorter groups are other numbers written next to each other.
+		if (c == ' ' || c == '-') && j+1 < len(s) && isDigit(s[j+1]) && group >= 3 {
+			group = 0
 			if skip < 0 {
 				skip = j + 1
 			}

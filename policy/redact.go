@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -137,7 +138,35 @@ func normField(name string) string {
 // SensitiveField reports whether a JSON key or form field's value is a
 // secret.
 func (r *Redactor) SensitiveField(name string) bool {
-	n := normField(name)
+	// Runs for every key of every captured body: short ASCII names are
+	// folded on the stack.
+	var buf [64]byte
+	n := buf[:0]
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c >= 0x80 || len(n) == len(buf) {
+			return r.sensitiveFolded(normField(name))
+		}
+		switch {
+		case c == '_' || c == '-' || c == ' ':
+			continue
+		case c >= 'A' && c <= 'Z':
+			c += 'a' - 'A'
+		}
+		n = append(n, c)
+	}
+	if r.fields[string(n)] { // a map lookup by []byte conversion does not allocate
+		return true
+	}
+	for _, w := range sensitiveFieldWordBytes {
+		if bytes.Contains(n, w) {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *Redactor) sensitiveFolded(n string) bool {
 	if r.fields[n] {
 		return true
 	}
@@ -151,6 +180,13 @@ func (r *Redactor) SensitiveField(name string) bool {
 
 // sensitiveFieldWords are sensitiveWords as normField leaves them.
 var sensitiveFieldWords = []string{"token", "secret", "password", "passwd", "apikey", "credential", "session"}
+
+var sensitiveFieldWordBytes = func() (out [][]byte) {
+	for _, w := range sensitiveFieldWords {
+		out = append(out, []byte(w))
+	}
+	return out
+}()
 
 // Text returns s fit to store: value patterns replaced, then cleaned.
 func (r *Redactor) Text(s string) string {
@@ -172,6 +208,12 @@ func (r *Redactor) Path(escaped string) string {
 		segs[i] = r.escaped(seg, url.PathUnescape, url.PathEscape)
 	}
 	return Clean(strings.Join(segs, "/"))
+}
+
+// queryEscape is url.QueryEscape that leaves tokens readable: ':' needs no
+// escaping in a query (RFC 3986 3.4).
+func queryEscape(s string) string {
+	return strings.ReplaceAll(url.QueryEscape(s), "hmac%3A", TokenPrefix)
 }
 
 // escaped applies the value patterns to the decoded form of an escaped
@@ -196,13 +238,20 @@ func (r *Redactor) escaped(raw string, unescape func(string) (string, error), es
 
 // Token returns the keyed hash of value: "hmac:" and 24 hex digits.
 func (r *Redactor) Token(value string) string {
+	var buf [len(TokenPrefix) + 2*tokenBytes]byte
+	return string(r.appendToken(buf[:0], value))
+}
+
+// appendToken appends value's token to dst.
+func (r *Redactor) appendToken(dst []byte, value string) []byte {
 	m := r.macs.Get().(hash.Hash)
 	m.Reset()
 	m.Write([]byte(value))
 	var sum [sha256.Size]byte
 	m.Sum(sum[:0])
 	r.macs.Put(m)
-	return TokenPrefix + hex.EncodeToString(sum[:tokenBytes])
+	dst = append(dst, TokenPrefix...)
+	return hex.AppendEncode(dst, sum[:tokenBytes])
 }
 
 // SensitiveHeader reports whether the header's values are secrets.
@@ -335,10 +384,10 @@ func (r *Redactor) Query(raw string) string {
 		if hasValue {
 			b.WriteString(Clean(name))
 			b.WriteByte('=')
-			b.WriteString(Clean(r.escaped(value, url.QueryUnescape, url.QueryEscape)))
+			b.WriteString(Clean(r.escaped(value, url.QueryUnescape, queryEscape)))
 			continue
 		}
-		b.WriteString(Clean(r.escaped(part, url.QueryUnescape, url.QueryEscape)))
+		b.WriteString(Clean(r.escaped(part, url.QueryUnescape, queryEscape)))
 	}
 	return truncate(b.String())
 }

@@ -93,7 +93,10 @@ func (r *Redactor) Body(contentType string, data []byte, truncated bool) string 
 // body cut at the capture bound, or one that is not JSON at all, is still
 // redacted: it scans tokens, tracks whether the next string is a key, and
 // rewrites the literals that must not be stored. Formatting is kept.
-func (r *Redactor) jsonBody(data []byte, truncated bool) string {
+// Bytes that are not JSON are scanned as text up to the next structural
+// character, so a stray prefix does not hide the keys after it.
+func (r *Redactor) jsonBody(body []byte, truncated bool) string {
+	data := string(body) // one copy; every literal below is a slice of it
 	var b strings.Builder
 	b.Grow(len(data) + 64)
 	var stack []bool     // true for an object
@@ -101,6 +104,24 @@ func (r *Redactor) jsonBody(data []byte, truncated bool) string {
 	secretValue := false // the value after the current key is a secret
 	secretDepth := 0     // >0: inside a container that is a secret's value
 	inObject := func() bool { return len(stack) > 0 && stack[len(stack)-1] }
+	// literal writes a scalar (a token replacing it is quoted, to keep
+	// the JSON valid) or a run of other bytes (written as text).
+	literal := func(lit string, atEnd, scalar bool) {
+		if secretValue || secretDepth > 0 || truncated && atEnd {
+			if scalar {
+				r.writeToken(&b, lit)
+			} else {
+				b.WriteString(r.Token(lit))
+			}
+			return
+		}
+		out := r.patterns.redact(lit, r.Token)
+		if out != lit && scalar {
+			writeJSONString(&b, out)
+		} else {
+			b.WriteString(out)
+		}
+	}
 	for i := 0; i < len(data); {
 		c := data[i]
 		switch c {
@@ -145,39 +166,31 @@ func (r *Redactor) jsonBody(data []byte, truncated bool) string {
 				if red := r.patterns.redact(s, r.Token); red != s {
 					writeJSONString(&b, red)
 				} else {
-					b.Write(lit)
+					b.WriteString(lit)
 				}
 			case secretValue || secretDepth > 0 || truncated && !closed:
-				writeJSONString(&b, r.Token(s))
+				r.writeToken(&b, s)
 			default:
 				if red := r.patterns.redact(s, r.Token); red != s {
-					writeJSONString(&b, red)
-				} else {
-					b.Write(lit)
-				}
-			}
-			i = end
-		default:
-			if c != '-' && !isDigit(c) && c != 't' && c != 'f' && c != 'n' {
-				// Not JSON after all: redact the rest as text.
-				b.WriteString(r.textBody(string(data[i:]), truncated))
-				return b.String()
-			}
-			end := i
-			for end < len(data) && strings.IndexByte(" \t\r\n,:]}\"{[", data[end]) < 0 {
-				end++
-			}
-			lit := string(data[i:end])
-			switch {
-			case secretValue || secretDepth > 0 || truncated && end == len(data):
-				writeJSONString(&b, r.Token(lit))
-			default:
-				if red := r.patterns.redact(lit, r.Token); red != lit {
 					writeJSONString(&b, red)
 				} else {
 					b.WriteString(lit)
 				}
 			}
+			i = end
+		default:
+			// A number, true, false or null ends at white space too; other
+			// bytes run to the next structural character.
+			scalar := c == '-' || isDigit(c) || c == 't' || c == 'f' || c == 'n'
+			stops := "\",:]}{["
+			if scalar {
+				stops = "\",:]}{[ \t\r\n"
+			}
+			end := i
+			for end < len(data) && strings.IndexByte(stops, data[end]) < 0 {
+				end++
+			}
+			literal(data[i:end], end == len(data), scalar)
 			i = end
 		}
 	}
@@ -186,7 +199,7 @@ func (r *Redactor) jsonBody(data []byte, truncated bool) string {
 
 // jsonStringEnd returns the end of the string literal starting at i (just
 // past its closing quote), or len(data) and false when it is not closed.
-func jsonStringEnd(data []byte, i int) (int, bool) {
+func jsonStringEnd(data string, i int) (int, bool) {
 	for j := i + 1; j < len(data); j++ {
 		switch data[j] {
 		case '\\':
@@ -200,19 +213,27 @@ func jsonStringEnd(data []byte, i int) (int, bool) {
 
 // jsonStringValue decodes a string literal; a malformed or unclosed one is
 // taken as its raw content.
-func jsonStringValue(lit []byte, closed bool) string {
+func jsonStringValue(lit string, closed bool) string {
 	if !closed {
-		return string(lit[1:])
+		return lit[1:]
 	}
 	inner := lit[1 : len(lit)-1]
-	if strings.IndexByte(string(inner), '\\') < 0 {
-		return string(inner)
+	if strings.IndexByte(inner, '\\') < 0 {
+		return inner
 	}
 	var s string
-	if err := json.Unmarshal(lit, &s); err != nil {
-		return string(inner)
+	if err := json.Unmarshal([]byte(lit), &s); err != nil {
+		return inner
 	}
 	return s
+}
+
+// writeToken writes value's token as a JSON string; a token needs no
+// escaping.
+func (r *Redactor) writeToken(b *strings.Builder, value string) {
+	var buf [2 + len(TokenPrefix) + 2*tokenBytes]byte
+	q := append(r.appendToken(append(buf[:0], '"'), value), '"')
+	b.Write(q)
 }
 
 func writeJSONString(b *strings.Builder, s string) {
@@ -236,18 +257,18 @@ func (r *Redactor) formBody(data string, truncated bool) string {
 			if lastCut {
 				b.WriteString(r.Token(part))
 			} else {
-				b.WriteString(r.escaped(part, url.QueryUnescape, url.QueryEscape))
+				b.WriteString(r.escaped(part, url.QueryUnescape, queryEscape))
 			}
 			continue
 		}
-		b.WriteString(r.escaped(name, url.QueryUnescape, url.QueryEscape))
+		b.WriteString(r.escaped(name, url.QueryUnescape, queryEscape))
 		b.WriteByte('=')
 		dn := unescapeName(name)
 		if lastCut || r.SensitiveField(dn) || r.SensitiveParam(dn) {
 			b.WriteString(r.Token(value))
 			continue
 		}
-		b.WriteString(r.escaped(value, url.QueryUnescape, url.QueryEscape))
+		b.WriteString(r.escaped(value, url.QueryUnescape, queryEscape))
 	}
 	return b.String()
 }
