@@ -47,7 +47,7 @@ func (d *Decision) IP(ip string) string {
 		}
 		return addr.Mask(net.CIDRMask(48, 128)).String()
 	}
-	return Clean(ip)
+	return d.redactor.Text(ip) // forwarded-for hops are whatever the client sent
 }
 
 // RecordBody returns a captured body as the decision stores it: redacted

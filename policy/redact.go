@@ -188,9 +188,10 @@ var sensitiveFieldWordBytes = func() (out [][]byte) {
 	return out
 }()
 
-// Text returns s fit to store: value patterns replaced, then cleaned.
+// Text returns s fit to store: value patterns and the values of sensitive
+// name=value pairs replaced, then cleaned.
 func (r *Redactor) Text(s string) string {
-	return Clean(r.patterns.redact(s, r.Token))
+	return Clean(r.pairs(r.patterns.redact(s, r.Token)))
 }
 
 // Path returns an escaped request path with value patterns (an e-mail
@@ -223,13 +224,13 @@ func (r *Redactor) escaped(raw string, unescape func(string) (string, error), es
 		return raw
 	}
 	if !strings.ContainsAny(raw, "%+") {
-		return r.patterns.redact(raw, r.Token)
+		return r.text(raw, 1)
 	}
 	dec, err := unescape(raw)
 	if err != nil {
-		return r.patterns.redact(raw, r.Token)
+		return r.text(raw, 1)
 	}
-	red := r.patterns.redact(dec, r.Token)
+	red := r.text(dec, 1)
 	if red == dec {
 		return raw
 	}

@@ -80,13 +80,14 @@ func mediaType(contentType string) string {
 // may no longer match its pattern.
 func (r *Redactor) Body(contentType string, data []byte, truncated bool) string {
 	mt := mediaType(contentType)
+	text := string(data) // one copy; what the scanners cut are slices of it
 	switch {
 	case mt == "application/json" || strings.HasSuffix(mt, "+json"):
-		return cleanUTF8(r.jsonBody(data, truncated))
+		return cleanUTF8(r.jsonBody(text, truncated, 0))
 	case mt == "application/x-www-form-urlencoded":
-		return cleanUTF8(r.formBody(string(data), truncated))
+		return cleanUTF8(r.formBody(text, truncated, 0))
 	}
-	return cleanUTF8(r.textBody(string(data), truncated))
+	return cleanUTF8(r.textBody(text, truncated))
 }
 
 // jsonBody redacts a JSON document without decoding it into values, so a
@@ -95,8 +96,7 @@ func (r *Redactor) Body(contentType string, data []byte, truncated bool) string 
 // rewrites the literals that must not be stored. Formatting is kept.
 // Bytes that are not JSON are scanned as text up to the next structural
 // character, so a stray prefix does not hide the keys after it.
-func (r *Redactor) jsonBody(body []byte, truncated bool) string {
-	data := string(body) // one copy; every literal below is a slice of it
+func (r *Redactor) jsonBody(data string, truncated bool, depth int) string {
 	var b strings.Builder
 	b.Grow(len(data) + 64)
 	var stack []bool     // true for an object
@@ -171,7 +171,9 @@ func (r *Redactor) jsonBody(body []byte, truncated bool) string {
 			case secretValue || secretDepth > 0 || truncated && !closed:
 				r.writeToken(&b, s)
 			default:
-				if red := r.patterns.redact(s, r.Token); red != s {
+				// A string may hold a document of its own (JSON in a
+				// webhook payload, a form in a log line).
+				if red := r.text(s, depth); red != s {
 					writeJSONString(&b, red)
 				} else {
 					b.WriteString(lit)
@@ -243,7 +245,7 @@ func writeJSONString(b *strings.Builder, s string) {
 
 // formBody redacts an application/x-www-form-urlencoded body as Query
 // does, with body field names as well as query parameter names.
-func (r *Redactor) formBody(data string, truncated bool) string {
+func (r *Redactor) formBody(data string, truncated bool, depth int) string {
 	var b strings.Builder
 	b.Grow(len(data) + 32)
 	parts := strings.Split(data, "&")
@@ -268,10 +270,99 @@ func (r *Redactor) formBody(data string, truncated bool) string {
 			b.WriteString(r.Token(value))
 			continue
 		}
-		b.WriteString(r.escaped(value, url.QueryUnescape, queryEscape))
+		b.WriteString(r.escapedText(value, depth))
 	}
 	return b.String()
 }
+
+// escapedText is escaped with text for the decoded value: a form field
+// may carry JSON, or another form.
+func (r *Redactor) escapedText(raw string, depth int) string {
+	dec, err := url.QueryUnescape(raw)
+	if err != nil {
+		return r.text(raw, depth)
+	}
+	red := r.text(dec, depth)
+	if red == dec {
+		return raw
+	}
+	return queryEscape(red)
+}
+
+// maxNesting bounds how deep a value of unknown shape is opened: JSON in
+// a string in a form field in JSON, and so on.
+const maxNesting = 4
+
+// text redacts a value whose shape is not declared: embedded JSON, a
+// URL-encoded form, or free text, where value patterns and the values of
+// sensitive name=value or name: value pairs are replaced.
+func (r *Redactor) text(s string, depth int) string {
+	if depth < maxNesting {
+		t := strings.TrimLeft(s, " \t\r\n")
+		if len(t) > 1 && (t[0] == '{' || t[0] == '[') {
+			return r.jsonBody(s, false, depth+1)
+		}
+		if looksLikeForm(s) {
+			return r.formBody(s, false, depth+1)
+		}
+	}
+	return r.pairs(r.patterns.redact(s, r.Token))
+}
+
+// looksLikeForm reports whether s could be a URL-encoded form: a name=value
+// pair or more, with nothing a form would have escaped.
+func looksLikeForm(s string) bool {
+	return len(s) > 2 && strings.IndexByte(s, '=') > 0 && !strings.ContainsAny(s, " \t\r\n\"{}[]<>")
+}
+
+// pairs replaces the values of sensitive name=value and name: value pairs
+// in free text ("password=hunter2", "api_key: abc", "token=\"x\"").
+func (r *Redactor) pairs(s string) string {
+	if !strings.ContainsAny(s, "=:") {
+		return s
+	}
+	var b []byte
+	last := 0
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c != '=' && c != ':' {
+			continue
+		}
+		j := i
+		for j > last && (s[j-1] == ' ' || s[j-1] == '"' || s[j-1] == '\'') && i-j < 2 {
+			j--
+		}
+		k := j
+		for k > last && j-k < 64 && isNameByte(s[k-1]) {
+			k--
+		}
+		if k == j || !r.SensitiveField(s[k:j]) {
+			continue
+		}
+		v := i + 1
+		for v < len(s) && v-i < 3 && (s[v] == ' ' || s[v] == '"' || s[v] == '\'') {
+			v++
+		}
+		e := v
+		for e < len(s) && strings.IndexByte("&;, \t\r\n\"'}]<>", s[e]) < 0 {
+			e++
+		}
+		if e == v || strings.HasPrefix(s[v:e], TokenPrefix) {
+			continue
+		}
+		if b == nil {
+			b = make([]byte, 0, len(s)+32)
+		}
+		b = append(b, s[last:v]...)
+		b = r.appendToken(b, s[v:e])
+		last, i = e, e-1
+	}
+	if b == nil {
+		return s
+	}
+	return string(append(b, s[last:]...))
+}
+
+func isNameByte(c byte) bool { return isAlnum(c) || c == '_' || c == '-' || c == '.' }
 
 // textBody replaces value patterns in any other body; when the capture was
 // cut, the word cut in two is tokenized.
@@ -281,7 +372,7 @@ func (r *Redactor) textBody(s string, truncated bool) string {
 		cut := strings.LastIndexAny(s, " \t\r\n") + 1
 		s, tail = s[:cut], s[cut:]
 	}
-	out := r.patterns.redact(s, r.Token)
+	out := r.text(s, 0)
 	if tail != "" {
 		out += r.Token(tail)
 	}

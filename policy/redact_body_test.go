@@ -3,6 +3,7 @@ package policy
 import (
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -195,4 +196,40 @@ func BenchmarkRedactBody(b *testing.B) {
 			_ = r.Body("text/plain", text, false)
 		}
 	})
+}
+
+// A secret inside a document inside a value: JSON in a JSON string, a
+// form in a JSON string, JSON in a form field or query parameter, and
+// name=value pairs in free text.
+func TestNestedDocuments(t *testing.T) {
+	r := NewRedactor(testKey, nil, nil)
+	const secret = "N3stedS3cret99"
+	inner, _ := json.Marshal(map[string]string{"password": secret})
+	innerQ, _ := json.Marshal(string(inner))
+	tests := []struct{ ct, body string }{
+		{"application/json", `{"payload":` + string(innerQ) + `}`},
+		{"application/json", `{"echo":"user=a&password=` + secret + `&x=1"}`},
+		{"application/json", `{"log":"login failed for password: ` + secret + ` at 10:00"}`},
+		{"application/x-www-form-urlencoded", "data=" + url.QueryEscape(string(inner))},
+		{"text/plain", "retry with token=" + secret + "; done"},
+		{"text/plain", `{"deep":"{\"deeper\":\"{\\\"api_key\\\":\\\"` + secret + `\\\"}\"}"}`},
+	}
+	for _, tt := range tests {
+		got := r.Body(tt.ct, []byte(tt.body), false)
+		if strings.Contains(got, secret) || !strings.Contains(got, TokenPrefix) {
+			t.Errorf("%s %s\n-> %s", tt.ct, tt.body, got)
+		}
+	}
+	if q := r.Query("payload=" + url.QueryEscape(string(inner)) + "&page=2"); strings.Contains(q, secret) {
+		t.Errorf("query: %s", q)
+	}
+	if h := r.Text("X-Debug: session=" + secret); strings.Contains(h, secret) {
+		t.Errorf("text: %s", h)
+	}
+	// Ordinary text with colons and equals signs stays.
+	for _, s := range []string{"https://app.example/a?b=c", "at 10:30 the total=42", "ratio: 1/2"} {
+		if got := r.Text(s); got != s {
+			t.Errorf("%q changed to %q", s, got)
+		}
+	}
 }
