@@ -192,6 +192,7 @@ func assertNoSecretsInFile(t *testing.T, h *Handler, secrets []string, expectRec
 // would measure bbolt, not the redaction.
 var fuzzStore struct {
 	once sync.Once
+	dir  string
 	h    map[string]*Handler
 	err  error
 }
@@ -205,6 +206,14 @@ func FuzzSecretsNeverReachTheDB(f *testing.F) {
 	f.Add("S3cretValue123456", "/api/items", "page=1", `{"a":1}`, uint8(0))
 	f.Add("hunter2hunter2", "/x/y", "a=%zz&b", `[`, uint8(3))
 	f.Add("p@ss w0rd;=&", "/", "", `{"password":`, uint8(2))
+	f.Cleanup(func() {
+		if h := fuzzStore.h[LevelNone]; h != nil {
+			_ = closeTestPipeline(h.app.pipe)
+		}
+		if fuzzStore.dir != "" {
+			_ = os.RemoveAll(fuzzStore.dir)
+		}
+	})
 	f.Fuzz(func(t *testing.T, secret, path, query, extra string, which uint8) {
 		// A secret that ordinary text contains, or with separators that
 		// make it several values, cannot be told from the rest.
@@ -275,6 +284,7 @@ func fuzzHandler(t *testing.T, level string) *Handler {
 			fuzzStore.err = err
 			return
 		}
+		fuzzStore.dir = dir
 		a := &App{DataDir: dir, QueueSize: 1 << 12, MaxBatch: 512, logger: zap.NewNop(),
 			dbPath: filepath.Join(dir, "audit.db"), keyPath: filepath.Join(dir, "hmac.key")}
 		p, err := openPipeline(a)

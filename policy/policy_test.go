@@ -246,3 +246,23 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// The example policy in the README is a valid policy.
+func TestREADMEExample(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Skip("README not found:", err)
+	}
+	_, rest, ok := strings.Cut(string(readme), "```yaml\nprofile: pci")
+	example, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatal("the README's example policy (```yaml starting with profile: pci) is missing")
+	}
+	p, err := Parse("README.md", []byte("profile: pci"+example))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Effective(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -87,7 +87,7 @@ func NewRedactor(key []byte, extraHeaders, extraParams []string) *Redactor {
 }
 
 // With returns a redactor that redacts what r does and what extra adds,
-// under the same key. An allow-list in extra replaces r's.
+// under the same key. An allow-list in extra narrows r's.
 func (r *Redactor) With(extra Redact) *Redactor {
 	out := &Redactor{
 		headers:  map[string]bool{},
@@ -117,7 +117,12 @@ func (r *Redactor) With(extra Redact) *Redactor {
 	if len(extra.AllowHeaders) > 0 {
 		out.allow = map[string]bool{}
 		for _, h := range extra.AllowHeaders {
-			out.allow[http.CanonicalHeaderKey(h)] = true
+			h = http.CanonicalHeaderKey(h)
+			// Two allow-lists allow what both do: a rule may store fewer
+			// headers than the defaults, never more.
+			if r.allow == nil || r.allow[h] {
+				out.allow[h] = true
+			}
 		}
 	}
 	return out
