@@ -3,8 +3,11 @@ package policy
 import (
 	"encoding/json"
 	"fmt"
+	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/caddy-audit/caddy-audit/storage"
 )
 
 const precedencePolicy = `
@@ -176,5 +179,33 @@ func TestParseStatus(t *testing.T) {
 		if (err == nil) != tt.ok || tt.ok && (r.lo != tt.lo || r.hi != tt.hi) {
 			t.Errorf("%q: %v %v", tt.in, r, err)
 		}
+	}
+}
+
+// BenchmarkDecideAndRecord is the policy's share of a request at the
+// metadata level: the plan over the precedence policy's rules (or none),
+// the sanitized request line and the client address.
+func BenchmarkDecideAndRecord(b *testing.B) {
+	r := httptest.NewRequest("GET", "http://app.example/api/items/42?page=2&token=abc", nil)
+	r.Header.Set("Authorization", "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.sig")
+	r.Header.Set("User-Agent", "Mozilla/5.0 (X11; Linux x86_64)")
+	for _, tc := range []struct {
+		name string
+		p    *Policy
+	}{{"no_rules", &Policy{}}, {"precedence_policy", mustParse(b, precedencePolicy)}} {
+		eng, err := Compile(tc.p, testKey, Redact{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				req := Request{Method: "GET", Host: "app.example", Path: "/api/items/42/parts", Unknown: UnknownStatus}
+				p := eng.Plan(&req)
+				var ev storage.Event
+				p.RecordRequest(&ev, r)
+				ev.ClientIP = p.IP("203.0.113.5")
+			}
+		})
 	}
 }
