@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-audit/caddy-audit/detectors"
+	"github.com/caddy-audit/caddy-audit/policy"
 	"github.com/caddy-audit/caddy-audit/storage"
 )
 
@@ -91,7 +92,18 @@ type App struct {
 	// reload picks up changes. It cannot be combined with Detectors.
 	DetectorsFile string `json:"detectors_file,omitempty"`
 
+	// PolicyFile is the audit policy (YAML): which requests are recorded
+	// at which level, what is redacted, the failure mode per route,
+	// retention, IP handling and a compliance profile to start from. Read
+	// at every provision, so a reload picks up changes; a reload that
+	// changes it is recorded as a policy_changed event. Without it, each
+	// audit handler's own level and failure_mode apply.
+	PolicyFile string `json:"policy_file,omitempty"`
+
 	dbPath, keyPath, checkpointKeyPath string
+
+	policy     *policy.Policy // effective; nil without PolicyFile
+	policyPath string         // PolicyFile, absolute
 
 	// The pipeline is opened on first use (Start, or a request if the
 	// http app started first), never by Provision: `caddy validate`
@@ -145,6 +157,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	if a.DetectorHistory == 0 {
 		a.DetectorHistory = caddy.Duration(defaultDetectorHistory)
+	}
+	if err := a.loadPolicy(); err != nil {
+		return err
 	}
 	if err := a.loadDetectorConfig(); err != nil {
 		return err
@@ -211,6 +226,7 @@ func (a *App) apply() {
 	a.pipe.logger.set(a.logger)
 	a.pipe.maintenance.configure(a.maintenanceSettings())
 	a.pipe.detector.configure(a.detectorSettings())
+	a.recordPolicy(a.pipe)
 }
 
 // loadDetectorConfig reads and validates the detector config, from the
@@ -233,6 +249,7 @@ func (a *App) loadDetectorConfig() error {
 		}
 		a.detectorCfg = *a.Detectors
 	}
+	a.applyPolicyToDetectors()
 	a.scorer = detectors.NewScorer(a.detectorCfg)
 	return nil
 }
@@ -246,8 +263,9 @@ func (a *App) detectorSettings() detectorSettings {
 }
 
 func (a *App) maintenanceSettings() maintenanceSettings {
+	days, floor := a.retentionFromPolicy()
 	return maintenanceSettings{
-		retention:       storage.RetentionPolicy{DefaultDays: a.RetentionDays, FloorDays: a.RetentionFloorDays},
+		retention:       storage.RetentionPolicy{DefaultDays: days, FloorDays: floor},
 		retentionEvery:  time.Duration(a.RetentionInterval),
 		checkpointEvery: time.Duration(a.CheckpointInterval),
 	}

@@ -44,6 +44,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 //		sweep_interval       <duration>  # detector sweep, default 5m
 //		detector_history     <duration>  # replayed on start, default 72h
 //		detectors_file       <path.yaml> # detector and risk settings
+//		policy_file          <path.yaml> # audit policy: levels, redaction, profile
 //	}
 func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // option name
@@ -102,6 +103,10 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.AllArgs(&a.DetectorsFile) {
 				return d.ArgErr()
 			}
+		case "policy_file":
+			if !d.AllArgs(&a.PolicyFile) {
+				return d.ArgErr()
+			}
 		case "retention_days":
 			n, err := intArg(d)
 			if err != nil {
@@ -130,8 +135,8 @@ func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 // UnmarshalCaddyfile sets up the audit handler:
 //
 //	audit [<matcher>] {
-//		level          none|metadata|headers
-//		failure_mode   best_effort|strict
+//		level          none|metadata|headers|body   # not with a policy_file
+//		failure_mode   best_effort|strict           # not with a policy_file
 //		strict_timeout <duration>
 //		user           header <name> | jwt [<claim>] | basic_auth | placeholder <placeholder>
 //		workspace      header <name> | jwt [<claim>] | placeholder <placeholder> | host | path_segment <n>

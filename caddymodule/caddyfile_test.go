@@ -52,6 +52,7 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"app unknown option", "audit {\n data_dir ./d\n colour blue\n}", `unknown audit option "colour"`, appParse},
 		{"app bad size", "audit {\n max_db_size lots\n}", "max_db_size", appParse},
 		{"app detectors_file arity", "audit {\n detectors_file\n}", "wrong argument count", appParse},
+		{"app policy_file arity", "audit {\n policy_file a.yaml b.yaml\n}", "wrong argument count", appParse},
 		{"app bad sweep_interval", "audit {\n sweep_interval often\n}", "sweep_interval", appParse},
 		{"app negative queue", "audit {\n queue_size -1\n}", "queue_size: want a non-negative integer", appParse},
 		{"admin takes nothing", "audit_admin {\n x\n}", "takes no options", adminParse},

@@ -28,31 +28,36 @@ func init() {
 	caddy.RegisterModule(Handler{})
 }
 
-// Audit levels, from least to most recorded.
+// Audit levels, from least to most recorded; see the policy package.
 const (
-	LevelNone     = "none"     // nothing is recorded; an explicit, reviewable choice
-	LevelMetadata = "metadata" // who, what, when, where from, outcome
-	LevelHeaders  = "headers"  // metadata plus sanitized request and response headers
+	LevelNone     = policy.LevelNone
+	LevelMetadata = policy.LevelMetadata
+	LevelHeaders  = policy.LevelHeaders
+	LevelBody     = policy.LevelBody
 )
 
 // Failure modes: what happens to a request when it cannot be recorded.
 const (
 	// FailureBestEffort never slows or fails a request; an event that
 	// cannot be written is dropped, counted and reported.
-	FailureBestEffort = "best_effort"
+	FailureBestEffort = policy.FailureBestEffort
 	// FailureStrict records the request durably before forwarding it; if
 	// that fails the client gets 503 and the upstream sees nothing.
-	FailureStrict = "strict"
+	FailureStrict = policy.FailureStrict
 )
 
 // Handler is the `audit` HTTP handler. It records every request that passes
 // through it as an audit event, with credentials replaced by keyed hashes,
 // and passes the request on unchanged except for X-Request-ID.
 type Handler struct {
-	// Level is how much to record: none, metadata (default) or headers.
+	// Level is how much to record: none, metadata (default), headers or
+	// body (bounded, redacted bodies of JSON and form requests and
+	// responses). With a policy_file in the audit app, the policy decides
+	// and Level must not be set.
 	Level string `json:"level,omitempty"`
 
-	// FailureMode is best_effort (default) or strict.
+	// FailureMode is best_effort (default) or strict. With a policy_file,
+	// the policy decides and FailureMode must not be set.
 	FailureMode string `json:"failure_mode,omitempty"`
 
 	// StrictTimeout is how long a strict request waits for its record to
@@ -84,12 +89,17 @@ type Handler struct {
 	// added to the built-in list (token, password, api_key, ...).
 	RedactQuery []string `json:"redact_query,omitempty"`
 
-	app          *App
-	recorded     prometheus.Counter // events_recorded_total for this level, looked up once
-	redactorOnce *sync.Once         // a pointer: Caddy copies module values
-	redactor     *policy.Redactor
-	jwt          *jwtVerifier
-	logger       *zap.Logger
+	app      *App
+	recorded [4]prometheus.Counter // events_recorded_total per level, looked up once
+	// keyless decides failure modes when the store (and with it the HMAC
+	// key) cannot be opened; it never redacts anything that is stored.
+	keyless    *policy.Engine
+	engineOnce *sync.Once // a pointer: Caddy copies module values
+	engine     *policy.Engine
+	engineErr  error
+	redactor   *policy.Redactor // the policy defaults' redactor
+	jwt        *jwtVerifier
+	logger     *zap.Logger
 }
 
 // CaddyModule returns the Caddy module information.
@@ -103,43 +113,75 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // Provision joins the audit app and prepares redaction.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
-	if err := h.setDefaults(); err != nil {
-		return err
-	}
 	appIface, err := ctx.App("audit")
 	if err != nil {
 		return fmt.Errorf("loading audit app: %w", err)
 	}
 	h.app = appIface.(*App)
-	h.redactorOnce = new(sync.Once)
+	if err := h.setDefaults(); err != nil {
+		return err
+	}
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return err
 	}
-	h.recorded = metrics.recorded.WithLabelValues(h.Level)
+	return h.prepare()
+}
+
+// prepare compiles the policy without a key (which catches every error at
+// provision time) and looks up the metrics.
+func (h *Handler) prepare() error {
+	eng, err := policy.Compile(h.effectivePolicy(), nil, h.extraRedact())
+	if err != nil {
+		return err
+	}
+	h.keyless = eng
+	h.engineOnce = new(sync.Once)
+	for i, level := range policy.Levels {
+		h.recorded[i] = metrics.recorded.WithLabelValues(level)
+	}
 	return nil
 }
 
+// effectivePolicy is the app's policy, or without one a policy of this
+// handler's level and failure mode.
+func (h *Handler) effectivePolicy() *policy.Policy {
+	if h.app != nil && h.app.policy != nil {
+		return h.app.policy
+	}
+	return &policy.Policy{Defaults: policy.Defaults{Level: h.Level, FailureMode: h.FailureMode}}
+}
+
+func (h *Handler) extraRedact() policy.Redact {
+	return policy.Redact{Headers: h.RedactHeaders, Query: h.RedactQuery}
+}
+
 // ready returns the app's pipeline, opening it if the http app started
-// before the audit app did, and the redactor keyed with its HMAC key.
-func (h *Handler) ready() (*pipeline, error) {
+// before the audit app did, and the policy engine keyed with its HMAC key.
+func (h *Handler) ready() (*pipeline, *policy.Engine, error) {
 	p, err := h.app.pipeline()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	h.redactorOnce.Do(func() {
-		h.redactor = policy.NewRedactor(p.key, h.RedactHeaders, h.RedactQuery)
+	h.engineOnce.Do(func() {
+		h.engine, h.engineErr = policy.Compile(h.effectivePolicy(), p.key, h.extraRedact())
+		if h.engine != nil {
+			h.redactor = h.engine.Defaults().Redactor()
+		}
 	})
-	return p, nil
+	return p, h.engine, h.engineErr
 }
 
 // setDefaults validates the config and fills in defaults.
 func (h *Handler) setDefaults() error {
+	if h.app != nil && h.app.policy != nil && (h.Level != "" || h.FailureMode != "") {
+		return fmt.Errorf("level and failure_mode are set by the audit policy file %s; remove them from the audit handler (or add a rule to the policy)", h.app.PolicyFile)
+	}
 	switch h.Level {
 	case "":
 		h.Level = LevelMetadata
-	case LevelNone, LevelMetadata, LevelHeaders:
+	case LevelNone, LevelMetadata, LevelHeaders, LevelBody:
 	default:
-		return fmt.Errorf("level: unknown level %q (want none, metadata or headers)", h.Level)
+		return fmt.Errorf("level: unknown level %q (want none, metadata, headers or body)", h.Level)
 	}
 	switch h.FailureMode {
 	case "":
@@ -195,30 +237,57 @@ func (h *Handler) provisionJWT() error {
 
 // ServeHTTP records the request around the rest of the chain.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	if h.Level == LevelNone {
-		return next.ServeHTTP(w, r)
+	start := time.Now()
+	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	claims := bearerClaims(r, h.jwt)
+	ev := &storage.Event{}
+	h.resolveIdentities(ev, r, repl, claims, false)
+	mreq := policy.Request{Method: r.Method, Host: r.Host, Path: r.URL.Path, User: ev.User, Workspace: ev.Workspace, Unknown: policy.UnknownStatus}
+	if h.User.afterHandling() {
+		mreq.Unknown |= policy.UnknownUser
 	}
-	pipe, err := h.ready()
+	if h.Workspace != nil && h.Workspace.afterHandling() {
+		mreq.Unknown |= policy.UnknownWorkspace
+	}
+
+	pipe, eng, err := h.ready()
 	if err != nil {
 		// The database could not be opened: nothing can be recorded.
-		if h.FailureMode == FailureStrict {
+		plan := h.keyless.Plan(&mreq)
+		if plan.Capture == LevelNone {
+			return next.ServeHTTP(w, r)
+		}
+		if plan.FailureMode == FailureStrict {
 			metrics.strictRejects.Inc()
 			return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("audit: request not forwarded: %w", err))
 		}
 		metrics.dropped.WithLabelValues(storage.DropClosed).Inc()
 		return next.ServeHTTP(w, r)
 	}
-	start := time.Now()
+	plan := eng.Plan(&mreq)
+	if plan.Capture == LevelNone {
+		return next.ServeHTTP(w, r) // an explicit, reviewed choice
+	}
 	id := requestID(r, start)
 	r.Header.Set(requestIDHeader, id)
 	w.Header().Set(requestIDHeader, id)
 
-	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	claims := bearerClaims(r, h.jwt)
-	ev := h.requestEvent(r, start, id, repl, claims)
+	h.startEvent(ev, r, start, id)
+	info := clientInfo(r)
+	// When the decision waits for the response, the request is kept as it
+	// came (later handlers may rewrite it) and recorded once decided.
+	var snapshot *http.Request
+	if plan.Final {
+		h.fillRequest(ev, plan.Decision, r, info)
+	} else {
+		snapshot = r.Clone(r.Context())
+	}
 
-	if h.FailureMode == FailureStrict {
+	if plan.FailureMode == FailureStrict {
 		received := *ev
+		if !plan.Final {
+			h.fillRequest(&received, plan.Decision, r, info)
+		}
 		received.Stage = storage.StageRequestReceived
 		received.ID = storage.NewID(start)
 		h.app.score(&received)
@@ -230,7 +299,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			// The refusal is an outcome too. The store may be the very
 			// thing failing, so this is best effort: a drop is counted and
 			// reported like any other.
-			refused := *ev
+			refused := received
+			refused.ID, refused.Stage = ev.ID, storage.StageResponseComplete
 			refused.Status, refused.Outcome = http.StatusServiceUnavailable, storage.Outcome(http.StatusServiceUnavailable)
 			refused.UpstreamError = "not forwarded: the request could not be recorded durably (" + storage.ErrorKind(err) + ")"
 			refused.DurationNS = time.Since(start).Nanoseconds()
@@ -241,12 +311,19 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 	}
 
+	capture := plan.Capture == LevelBody
 	var body *countingBody
 	if r.Body != nil && r.Body != http.NoBody {
 		body = &countingBody{ReadCloser: r.Body}
+		if capture {
+			body.capture = &policy.Capture{Max: plan.CaptureBytes}
+		}
 		r.Body = body
 	}
 	tw := &timingWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, requestID: id}
+	if capture {
+		tw.capture = &policy.Capture{Max: plan.CaptureBytes}
+	}
 	rec := caddyhttp.NewResponseRecorder(tw, nil, nil)
 
 	err = next.ServeHTTP(rec, r)
@@ -256,6 +333,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if ev.Status == 0 && err == nil {
 		ev.Status = http.StatusOK // nothing written: net/http sends an empty 200
 	}
+	var upstreamErr string
 	if err != nil {
 		ev.Status = http.StatusInternalServerError
 		var he caddyhttp.HandlerError
@@ -264,11 +342,25 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 				ev.Status = he.StatusCode
 			}
 			if he.Err != nil {
-				ev.UpstreamError = policy.Clean(he.Err.Error())
+				upstreamErr = he.Err.Error()
 			}
 		} else {
-			ev.UpstreamError = policy.Clean(err.Error())
+			upstreamErr = err.Error()
 		}
+	}
+	h.resolveIdentities(ev, r, repl, claims, true)
+	decision := plan.Decision
+	if !plan.Final {
+		mreq.Status, mreq.User, mreq.Workspace = ev.Status, ev.User, ev.Workspace
+		decision = eng.Match(&mreq)
+		if decision.Level == LevelNone {
+			return err // decided after the response: a status rule said none
+		}
+		h.fillRequest(ev, decision, snapshot, info)
+	}
+	red := decision.Redactor()
+	if upstreamErr != "" {
+		ev.UpstreamError = red.Text(upstreamErr)
 	}
 	ev.Outcome = storage.Outcome(ev.Status)
 	ev.DurationNS = end.Sub(start).Nanoseconds()
@@ -279,14 +371,27 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if body != nil {
 		ev.BytesIn = body.n.Load()
 	}
-	h.resolveIdentities(ev, r, repl, claims, true)
-	if h.Level == LevelHeaders {
-		ev.ResponseHeaders = h.redactor.Headers(rec.Header())
+	rank := policy.LevelRank(decision.Level)
+	if rank >= policy.LevelRank(LevelHeaders) {
+		ev.ResponseHeaders = red.Headers(rec.Header())
+	}
+	if decision.Level == LevelBody {
+		if body != nil && body.capture != nil {
+			src := r
+			if snapshot != nil {
+				src = snapshot
+			}
+			ev.RequestBody = decision.RecordBody(src.Header.Get("Content-Type"), src.Header.Get("Content-Encoding"), body.capture)
+		}
+		if tw.capture != nil && tw.capture.Size() > 0 {
+			hdr := rec.Header()
+			ev.ResponseBody = decision.RecordBody(hdr.Get("Content-Type"), hdr.Get("Content-Encoding"), tw.capture)
+		}
 	}
 	h.app.score(ev)
 
-	h.recorded.Inc()
-	if h.FailureMode == FailureStrict {
+	h.recorded[rank].Inc()
+	if plan.FailureMode == FailureStrict {
 		// The request is already on disk; wait for queue space rather than
 		// drop its outcome.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), time.Duration(h.StrictTimeout))
@@ -300,48 +405,63 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	return err
 }
 
-// requestEvent captures what is known before the request is handled.
-func (h *Handler) requestEvent(r *http.Request, start time.Time, id string, repl *caddy.Replacer, claims func() (map[string]any, bool)) *storage.Event {
-	ev := &storage.Event{
-		ID:        storage.NewID(start),
-		Time:      start.UTC(),
-		Kind:      storage.KindHTTP,
-		Stage:     storage.StageResponseComplete,
-		Level:     h.Level,
-		RequestID: id,
-		Method:    policy.Clean(r.Method),
-		Scheme:    "http",
-		Host:      policy.Clean(r.Host),
-		Path:      policy.Clean(r.URL.EscapedPath()),
-		Query:     h.redactor.Query(r.URL.RawQuery),
-		Proto:     r.Proto,
-		UserAgent: policy.Clean(r.UserAgent()),
-		Referer:   h.redactor.URL(r.Referer()),
-	}
+// startEvent fills what every event of the request shares and no policy
+// decision changes.
+func (h *Handler) startEvent(ev *storage.Event, r *http.Request, start time.Time, id string) {
+	ev.ID = storage.NewID(start)
+	ev.Time = start.UTC()
+	ev.Kind = storage.KindHTTP
+	ev.Stage = storage.StageResponseComplete
+	ev.RequestID = id
+	ev.Scheme = "http"
+	ev.Proto = r.Proto
 	if r.TLS != nil {
 		ev.Scheme = "https"
 		ev.TLSVersion = tls.VersionName(r.TLS.Version)
 		ev.TLSCipher = tls.CipherSuiteName(r.TLS.CipherSuite)
 	}
-	ev.ClientIP, _ = caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+}
+
+// client is where a request came from, as received (before IP handling).
+type client struct {
+	ip           string
+	port         int
+	forwardedFor []string
+}
+
+func clientInfo(r *http.Request) client {
+	var c client
+	c.ip, _ = caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
 	if host, port, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		if ev.ClientIP == "" {
-			ev.ClientIP = host
+		if c.ip == "" {
+			c.ip = host
 		}
-		ev.ClientPort, _ = strconv.Atoi(port)
+		c.port, _ = strconv.Atoi(port)
 	}
 	for _, v := range r.Header.Values("X-Forwarded-For") {
 		for _, hop := range strings.Split(v, ",") {
 			if hop = strings.TrimSpace(hop); hop != "" {
-				ev.ForwardedFor = append(ev.ForwardedFor, policy.Clean(hop))
+				c.forwardedFor = append(c.forwardedFor, hop)
 			}
 		}
 	}
-	if h.Level == LevelHeaders {
-		ev.RequestHeaders = h.redactor.Headers(r.Header)
+	return c
+}
+
+// fillRequest records the request side of ev as decided: the sanitized
+// request line and headers, the rule and tags, and the client addresses
+// under the policy's IP handling.
+func (h *Handler) fillRequest(ev *storage.Event, d *policy.Decision, r *http.Request, c client) {
+	d.RecordRequest(ev, r)
+	ev.ClientIP = d.IP(c.ip)
+	ev.ClientPort = c.port
+	if d.IPHandling != policy.IPKeep {
+		ev.ClientPort = 0 // with the time, a port singles out a device behind a NAT
 	}
-	h.resolveIdentities(ev, r, repl, claims, false)
-	return ev
+	ev.ForwardedFor = nil
+	for _, hop := range c.forwardedFor {
+		ev.ForwardedFor = append(ev.ForwardedFor, d.IP(hop))
+	}
 }
 
 // resolveIdentities fills user and workspace from the sources that are
@@ -364,15 +484,21 @@ func (h *Handler) resolveIdentities(ev *storage.Event, r *http.Request, repl *ca
 	}
 }
 
-// countingBody counts request body bytes as the upstream reads them.
+// countingBody counts request body bytes as the upstream reads them and,
+// at the body level, keeps the first of them: the upstream receives the
+// body unchanged and as it streams.
 type countingBody struct {
 	io.ReadCloser
-	n atomic.Int64
+	n       atomic.Int64
+	capture *policy.Capture // nil unless capturing; read after next returns
 }
 
 func (b *countingBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	b.n.Add(int64(n))
+	if b.capture != nil && n > 0 {
+		_, _ = b.capture.Write(p[:n])
+	}
 	return n, err
 }
 
@@ -384,7 +510,8 @@ func (b *countingBody) Read(p []byte) (int, error) {
 type timingWriter struct {
 	*caddyhttp.ResponseWriterWrapper
 	requestID string
-	firstByte atomic.Int64 // unix ns; 0 until headers are written
+	firstByte atomic.Int64    // unix ns; 0 until headers are written
+	capture   *policy.Capture // the response body's first bytes, at the body level
 }
 
 func (tw *timingWriter) WriteHeader(status int) {
@@ -396,11 +523,19 @@ func (tw *timingWriter) WriteHeader(status int) {
 
 func (tw *timingWriter) Write(p []byte) (int, error) {
 	tw.headersOut()
-	return tw.ResponseWriterWrapper.Write(p)
+	n, err := tw.ResponseWriterWrapper.Write(p)
+	if tw.capture != nil && n > 0 {
+		_, _ = tw.capture.Write(p[:n])
+	}
+	return n, err
 }
 
 func (tw *timingWriter) ReadFrom(r io.Reader) (int64, error) {
 	tw.headersOut()
+	if tw.capture != nil {
+		// Seen as it passes; this gives up sendfile, at the body level only.
+		r = io.TeeReader(r, tw.capture)
+	}
 	return tw.ResponseWriterWrapper.ReadFrom(r)
 }
 

@@ -42,6 +42,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddytest"
 
 	_ "github.com/caddy-audit/caddy-audit/caddymodule"
@@ -1589,4 +1590,118 @@ func itForm(t *testing.T, target, form string) *http.Request {
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	return req
+}
+
+// TestPolicyFileThroughCaddy runs the audit policy in a real Caddy: the
+// rule decides the level, the body reaches the upstream unchanged and the
+// trail redacted, and a reload with a changed file is a policy_changed
+// event with both hashes.
+func TestPolicyFileThroughCaddy(t *testing.T) {
+	up := itNewUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"id":7,"api_key":"UPSTREAMKEY123"}`)
+	})
+	e := itNewEnv(t)
+	policyPath := filepath.Join(t.TempDir(), "audit-policy.yaml")
+	writePolicy := func(src string) {
+		if err := os.WriteFile(policyPath, []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writePolicy("profile: production\nrules:\n  - name: items\n    match: {routes: [\"/api/items/{id}\"]}\n    level: body\n    tags: [data]\n")
+	cfg := e.caddyfile("policy_file "+policyPath, fmt.Sprintf(`:%d {
+	bind 127.0.0.1
+	audit {
+		user header X-User-ID
+	}
+	reverse_proxy %s
+}`, e.proxyPort, up.addr()))
+	e.load(cfg, "caddyfile")
+
+	const body = `{"name":"widget","password":"ITSECRET-9f8e7d"}`
+	req, err := http.NewRequest(http.MethodPut, e.proxyURL("/api/items/7"), strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-User-ID", "alice")
+	resp, got := e.do(req)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(got), "UPSTREAMKEY123") {
+		t.Fatalf("client got %s %s", resp.Status, got)
+	}
+	if seen := up.byHeader("X-User-ID", "alice"); len(seen) != 1 || string(seen[0].Body) != body {
+		t.Fatalf("the upstream must get the body unchanged: %+v", seen)
+	}
+	id := resp.Header.Get("X-Request-ID")
+	e.waitRequest(id)
+	raw, err := e.searchRaw(url.Values{"request_id": {id}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var page struct {
+		Events []struct {
+			Rule        string   `json:"rule"`
+			Tags        []string `json:"tags"`
+			Level       string   `json:"level"`
+			RequestBody *struct {
+				Text string `json:"text"`
+				Size int64  `json:"size"`
+			} `json:"request_body"`
+			ResponseBody *struct {
+				Text string `json:"text"`
+			} `json:"response_body"`
+		} `json:"events"`
+	}
+	if err := json.Unmarshal(raw, &page); err != nil || len(page.Events) != 1 {
+		t.Fatalf("%v: %s", err, raw)
+	}
+	ev := page.Events[0]
+	if ev.Rule != "items" || ev.Level != "body" || len(ev.Tags) != 1 || ev.RequestBody == nil || ev.ResponseBody == nil ||
+		ev.RequestBody.Size != int64(len(body)) || !strings.Contains(ev.RequestBody.Text, `"name":"widget"`) {
+		t.Fatalf("event %s", raw)
+	}
+	if strings.Contains(string(raw), "ITSECRET-9f8e7d") || strings.Contains(string(raw), "UPSTREAMKEY123") {
+		t.Fatalf("a secret is in the trail: %s", raw)
+	}
+
+	// Reload with another policy. The config itself is unchanged, so
+	// Caddy only reloads when forced (`caddy reload --force` sends this
+	// header).
+	writePolicy("profile: pci\nrules:\n  - name: items\n    match: {routes: [\"/api/items/{id}\"]}\n    level: headers\n")
+	adapted, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cfg), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reload, err := http.NewRequest(http.MethodPost, "http://"+itCaddyAdmin()+"/load", bytes.NewReader(adapted))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reload.Header.Set("Content-Type", "application/json")
+	reload.Header.Set("Cache-Control", "must-revalidate")
+	if resp, body := e.do(reload); resp.StatusCode != http.StatusOK {
+		t.Fatalf("forced reload: %s %s", resp.Status, body)
+	}
+	events := e.waitEvents("policy_loaded and policy_changed", url.Values{"kind": {"lifecycle"}, "limit": {"1000"}},
+		func(evs []itEvent) bool {
+			n := 0
+			for _, ev := range evs {
+				if ev.Action == "policy_loaded" || ev.Action == "policy_changed" {
+					n++
+				}
+			}
+			return n == 2
+		})
+	var loaded, changed itEvent
+	for _, ev := range events {
+		switch ev.Action {
+		case "policy_loaded":
+			loaded = ev
+		case "policy_changed":
+			changed = ev
+		}
+	}
+	if changed.Details["old_sha256"] != loaded.Details["new_sha256"] || changed.Details["new_sha256"] == loaded.Details["new_sha256"] ||
+		!strings.Contains(fmt.Sprint(changed.Details["changes"]), "rule changed: items") || changed.Details["file"] != policyPath {
+		t.Fatalf("loaded %v\nchanged %v", loaded.Details, changed.Details)
+	}
 }

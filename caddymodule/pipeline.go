@@ -40,6 +40,7 @@ type pipeline struct {
 	mu       sync.Mutex
 	holders  []*App
 	detector *detectorWorker
+	policy   policyState // the audit policy in force; guarded by mu
 }
 
 // loadPipeline returns the pipeline for the app's database, opening it on

@@ -1,14 +1,19 @@
 package policy
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"hash"
+	"maps"
 	"net/http"
+	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -51,35 +56,208 @@ var sensitiveWords = []string{"token", "secret", "password", "passwd", "api-key"
 // used the same credential without learning it. It is safe for concurrent
 // use.
 type Redactor struct {
-	headers map[string]bool // canonical header names
-	params  map[string]bool // lower-case parameter names
-	macs    sync.Pool
+	headers  map[string]bool // canonical header names
+	params   map[string]bool // lower-case parameter names
+	fields   map[string]bool // body field names, normalized (normField)
+	allow    map[string]bool // canonical header names; nil stores all
+	patterns patternSet
+	macs     *sync.Pool // shared by the redactors derived with With
+}
+
+// DefaultSensitiveFields are JSON keys and form fields whose values are
+// secrets or card data, compared after normField (so cardNumber,
+// card_number and Card-Number are one name). Names containing one of
+// sensitiveWords count too.
+var DefaultSensitiveFields = []string{
+	"password", "passwd", "pwd", "pass", "passphrase", "secret", "client_secret",
+	"token", "access_token", "refresh_token", "id_token", "api_key", "apikey",
+	"private_key", "authorization", "cookie", "session", "sessionid",
+	"ssn", "social_security_number", "card_number", "cardnumber", "credit_card",
+	"cc_number", "ccnum", "pan", "cvv", "cvc", "cvv2", "cvc2", "cid", "pin", "otp",
 }
 
 // NewRedactor returns a redactor keyed with key that treats the default
-// sensitive headers and parameters, plus the extra ones, as secrets.
+// sensitive headers, parameters and body fields, plus the extra headers
+// and parameters, as secrets, and replaces the default value patterns
+// (DefaultPatterns) wherever they appear.
 func NewRedactor(key []byte, extraHeaders, extraParams []string) *Redactor {
-	r := &Redactor{headers: map[string]bool{}, params: map[string]bool{}}
-	for _, h := range append(append([]string{}, DefaultSensitiveHeaders...), extraHeaders...) {
-		r.headers[http.CanonicalHeaderKey(h)] = true
-	}
-	for _, p := range append(append([]string{}, DefaultSensitiveParams...), extraParams...) {
-		r.params[strings.ToLower(p)] = true
-	}
 	k := append([]byte(nil), key...)
-	r.macs.New = func() any { return hmac.New(sha256.New, k) }
-	return r
+	pool := &sync.Pool{New: func() any { return hmac.New(sha256.New, k) }}
+	return (&Redactor{macs: pool}).With(Redact{Headers: extraHeaders, Query: extraParams, Patterns: DefaultPatterns})
+}
+
+// With returns a redactor that redacts what r does and what extra adds,
+// under the same key. An allow-list in extra narrows r's.
+func (r *Redactor) With(extra Redact) *Redactor {
+	out := &Redactor{
+		headers:  map[string]bool{},
+		params:   map[string]bool{},
+		fields:   map[string]bool{},
+		allow:    r.allow,
+		patterns: r.patterns | compilePatterns(extra.Patterns),
+		macs:     r.macs,
+	}
+	if len(r.headers) == 0 { // a fresh redactor: start from the defaults
+		extra.Headers = append(slices.Clone(DefaultSensitiveHeaders), extra.Headers...)
+		extra.Query = append(slices.Clone(DefaultSensitiveParams), extra.Query...)
+		extra.BodyFields = append(slices.Clone(DefaultSensitiveFields), extra.BodyFields...)
+	}
+	maps.Copy(out.headers, r.headers)
+	maps.Copy(out.params, r.params)
+	maps.Copy(out.fields, r.fields)
+	for _, h := range extra.Headers {
+		out.headers[http.CanonicalHeaderKey(h)] = true
+	}
+	for _, p := range extra.Query {
+		out.params[strings.ToLower(p)] = true
+	}
+	for _, f := range extra.BodyFields {
+		out.fields[normField(f)] = true
+	}
+	if len(extra.AllowHeaders) > 0 {
+		out.allow = map[string]bool{}
+		for _, h := range extra.AllowHeaders {
+			h = http.CanonicalHeaderKey(h)
+			// Two allow-lists allow what both do: a rule may store fewer
+			// headers than the defaults, never more.
+			if r.allow == nil || r.allow[h] {
+				out.allow[h] = true
+			}
+		}
+	}
+	return out
+}
+
+// normField folds a body field name for comparison: lower case, without
+// '_', '-' and spaces.
+func normField(name string) string {
+	return strings.Map(func(r rune) rune {
+		switch r {
+		case '_', '-', ' ':
+			return -1
+		}
+		return unicode.ToLower(r)
+	}, name)
+}
+
+// SensitiveField reports whether a JSON key or form field's value is a
+// secret.
+func (r *Redactor) SensitiveField(name string) bool {
+	// Runs for every key of every captured body: short ASCII names are
+	// folded on the stack.
+	var buf [64]byte
+	n := buf[:0]
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c >= 0x80 || len(n) == len(buf) {
+			return r.sensitiveFolded(normField(name))
+		}
+		switch {
+		case c == '_' || c == '-' || c == ' ':
+			continue
+		case c >= 'A' && c <= 'Z':
+			c += 'a' - 'A'
+		}
+		n = append(n, c)
+	}
+	if r.fields[string(n)] { // a map lookup by []byte conversion does not allocate
+		return true
+	}
+	for _, w := range sensitiveFieldWordBytes {
+		if bytes.Contains(n, w) {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *Redactor) sensitiveFolded(n string) bool {
+	if r.fields[n] {
+		return true
+	}
+	for _, w := range sensitiveFieldWords {
+		if strings.Contains(n, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// sensitiveFieldWords are sensitiveWords as normField leaves them.
+var sensitiveFieldWords = []string{"token", "secret", "password", "passwd", "apikey", "credential", "session"}
+
+var sensitiveFieldWordBytes = func() (out [][]byte) {
+	for _, w := range sensitiveFieldWords {
+		out = append(out, []byte(w))
+	}
+	return out
+}()
+
+// Text returns s fit to store: value patterns and the values of sensitive
+// name=value pairs replaced, then cleaned.
+func (r *Redactor) Text(s string) string {
+	return Clean(r.pairs(r.patterns.redact(s, r.Token)))
+}
+
+// Path returns an escaped request path with value patterns (an e-mail
+// address or a card number used as an identifier) replaced segment by
+// segment, in their decoded form.
+func (r *Redactor) Path(escaped string) string {
+	if r.patterns == 0 {
+		return Clean(escaped)
+	}
+	if !strings.Contains(escaped, "%") {
+		return r.Text(escaped)
+	}
+	segs := strings.Split(escaped, "/")
+	for i, seg := range segs {
+		segs[i] = r.escaped(seg, url.PathUnescape, url.PathEscape)
+	}
+	return Clean(strings.Join(segs, "/"))
+}
+
+// queryEscape is url.QueryEscape that leaves tokens readable: ':' needs no
+// escaping in a query (RFC 3986 3.4).
+func queryEscape(s string) string {
+	return strings.ReplaceAll(url.QueryEscape(s), "hmac%3A", TokenPrefix)
+}
+
+// escaped applies the value patterns to the decoded form of an escaped
+// value, and escapes the result again if anything was replaced.
+func (r *Redactor) escaped(raw string, unescape func(string) (string, error), escape func(string) string) string {
+	if r.patterns == 0 {
+		return raw
+	}
+	if !strings.ContainsAny(raw, "%+") {
+		return r.text(raw, 1)
+	}
+	dec, err := unescape(raw)
+	if err != nil {
+		return r.text(raw, 1)
+	}
+	red := r.text(dec, 1)
+	if red == dec {
+		return raw
+	}
+	return escape(red)
 }
 
 // Token returns the keyed hash of value: "hmac:" and 24 hex digits.
 func (r *Redactor) Token(value string) string {
+	var buf [len(TokenPrefix) + 2*tokenBytes]byte
+	return string(r.appendToken(buf[:0], value))
+}
+
+// appendToken appends value's token to dst.
+func (r *Redactor) appendToken(dst []byte, value string) []byte {
 	m := r.macs.Get().(hash.Hash)
 	m.Reset()
 	m.Write([]byte(value))
 	var sum [sha256.Size]byte
 	m.Sum(sum[:0])
 	r.macs.Put(m)
-	return TokenPrefix + hex.EncodeToString(sum[:tokenBytes])
+	dst = append(dst, TokenPrefix...)
+	return hex.AppendEncode(dst, sum[:tokenBytes])
 }
 
 // SensitiveHeader reports whether the header's values are secrets.
@@ -111,6 +289,9 @@ func (r *Redactor) Headers(h http.Header) map[string][]string {
 	}
 	out := make(map[string][]string, len(h))
 	for name, values := range h {
+		if r.allow != nil && !r.allow[http.CanonicalHeaderKey(name)] {
+			continue
+		}
 		// Decided once per header, not per value: this runs per request.
 		sensitive := r.SensitiveHeader(name)
 		isURL := urlHeaders[http.CanonicalHeaderKey(name)]
@@ -122,7 +303,7 @@ func (r *Redactor) Headers(h http.Header) map[string][]string {
 			case isURL:
 				vals[i] = r.URL(v)
 			default:
-				vals[i] = Clean(v)
+				vals[i] = r.Text(v)
 			}
 		}
 		out[Clean(name)] = vals
@@ -140,7 +321,7 @@ var urlHeaders = map[string]bool{"Referer": true, "Location": true, "Content-Loc
 func (r *Redactor) URL(raw string) string {
 	rest, fragment, hasFragment := strings.Cut(raw, "#")
 	base, query, hasQuery := strings.Cut(rest, "?")
-	out := Clean(base)
+	out := r.Path(base)
 	if hasQuery {
 		out += "?" + r.Query(query)
 	}
@@ -206,7 +387,13 @@ func (r *Redactor) Query(raw string) string {
 			b.WriteString(r.Token(value))
 			continue
 		}
-		b.WriteString(Clean(part))
+		if hasValue {
+			b.WriteString(Clean(name))
+			b.WriteByte('=')
+			b.WriteString(Clean(r.escaped(value, url.QueryUnescape, queryEscape)))
+			continue
+		}
+		b.WriteString(Clean(r.escaped(part, url.QueryUnescape, queryEscape)))
 	}
 	return truncate(b.String())
 }
@@ -239,9 +426,12 @@ func unescapeName(name string) string {
 // Clean makes s safe to store as JSON without losing information: invalid
 // UTF-8 bytes become \xNN (encoding/json would turn them into U+FFFD and
 // lose them) and values over MaxValueLen are cut with a marker.
-func Clean(s string) string {
+func Clean(s string) string { return truncate(cleanUTF8(s)) }
+
+// cleanUTF8 is Clean without the length bound.
+func cleanUTF8(s string) string {
 	if utf8.ValidString(s) {
-		return truncate(s)
+		return s
 	}
 	var b strings.Builder
 	for i := 0; i < len(s); {
@@ -254,7 +444,7 @@ func Clean(s string) string {
 		}
 		i += size
 	}
-	return truncate(b.String())
+	return b.String()
 }
 
 func truncate(s string) string {

@@ -190,3 +190,16 @@ var tokenRE = regexp.MustCompile(`hmac:[0-9a-f]{24}`)
 // withoutTokens drops tokens, whose hex digits may spell a short secret by
 // chance.
 func withoutTokens(s string) string { return tokenRE.ReplaceAllString(s, "#") }
+
+func TestAllowHeaders(t *testing.T) {
+	base := NewRedactor(testKey, nil, nil).With(Redact{AllowHeaders: []string{"accept", "Authorization", "X-Trace"}})
+	h := http.Header{"Accept": {"a"}, "Authorization": {"Bearer SECRETSECRET"}, "X-Trace": {"t"}, "X-Other": {"o"}}
+	got := base.Headers(h)
+	if len(got) != 3 || got["X-Other"] != nil || got["Authorization"][0] != "Bearer "+base.Token("SECRETSECRET") {
+		t.Fatalf("allow-list: %v", got)
+	}
+	narrower := base.With(Redact{AllowHeaders: []string{"Accept", "X-Other"}})
+	if got := narrower.Headers(h); len(got) != 1 || got["Accept"] == nil {
+		t.Fatalf("a rule's allow-list narrows the defaults': %v", got)
+	}
+}

@@ -244,7 +244,7 @@ func TestFieldClassification(t *testing.T) {
 	if len(seen) != len(all)-2 {
 		t.Errorf("parts have %d fields, Event has %d besides seq and erased", len(seen), len(all)-2)
 	}
-	want := []string{"user", "client_ip", "client_port", "forwarded_for_untrusted", "user_agent", "referer", "query", "request_headers", "response_headers"}
+	want := []string{"user", "client_ip", "client_port", "forwarded_for_untrusted", "user_agent", "referer", "query", "request_headers", "response_headers", "request_body", "response_body"}
 	if !slices.Equal(personalOrder, want) {
 		t.Errorf("personal fields %v, want %v", personalOrder, want)
 	}

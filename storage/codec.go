@@ -142,6 +142,8 @@ type chainedFields struct {
 	Stage         string         `json:"stage,omitempty"`
 	Action        string         `json:"action,omitempty"`
 	Level         string         `json:"level,omitempty"`
+	Rule          string         `json:"rule,omitempty"`
+	Tags          []string       `json:"tags,omitempty"`
 	RequestID     string         `json:"request_id,omitempty"`
 	Method        string         `json:"method,omitempty"`
 	Scheme        string         `json:"scheme,omitempty"`
@@ -184,12 +186,14 @@ type personalFields struct {
 	Query           string              `json:"query,omitempty"`
 	RequestHeaders  map[string][]string `json:"request_headers,omitempty"`
 	ResponseHeaders map[string][]string `json:"response_headers,omitempty"`
+	RequestBody     *Body               `json:"request_body,omitempty"`
+	ResponseBody    *Body               `json:"response_body,omitempty"`
 }
 
 func chainedOf(ev *Event) chainedFields {
 	return chainedFields{
 		ID: ev.ID, Time: ev.Time, Kind: ev.Kind, Stage: ev.Stage, Action: ev.Action,
-		Level: ev.Level, RequestID: ev.RequestID, Method: ev.Method, Scheme: ev.Scheme,
+		Level: ev.Level, Rule: ev.Rule, Tags: ev.Tags, RequestID: ev.RequestID, Method: ev.Method, Scheme: ev.Scheme,
 		Host: ev.Host, Path: ev.Path, Proto: ev.Proto, Status: ev.Status,
 		Outcome: ev.Outcome, DurationNS: ev.DurationNS, TTFBNS: ev.TTFBNS,
 		BytesIn: ev.BytesIn, BytesOut: ev.BytesOut, TLSVersion: ev.TLSVersion,
@@ -205,6 +209,7 @@ func personalOf(ev *Event) personalFields {
 		User: ev.User, ClientIP: ev.ClientIP, ClientPort: ev.ClientPort,
 		ForwardedFor: ev.ForwardedFor, UserAgent: ev.UserAgent, Referer: ev.Referer,
 		Query: ev.Query, RequestHeaders: ev.RequestHeaders, ResponseHeaders: ev.ResponseHeaders,
+		RequestBody: ev.RequestBody, ResponseBody: ev.ResponseBody,
 	}
 }
 
@@ -224,6 +229,11 @@ func appendChained(dst []byte, ev *Event) ([]byte, error) {
 	w.str("stage", ev.Stage, true)
 	w.str("action", ev.Action, true)
 	w.str("level", ev.Level, true)
+	w.str("rule", ev.Rule, true)
+	if len(ev.Tags) > 0 {
+		w.key("tags")
+		w.b = appendJSONStrings(w.b, ev.Tags)
+	}
 	w.str("request_id", ev.RequestID, true)
 	w.str("method", ev.Method, true)
 	w.str("scheme", ev.Scheme, true)
@@ -287,6 +297,8 @@ func appendPersonal(dst []byte, ev *Event) []byte {
 	w.str("query", ev.Query, true)
 	w.headers("request_headers", ev.RequestHeaders)
 	w.headers("response_headers", ev.ResponseHeaders)
+	w.body("request_body", ev.RequestBody)
+	w.body("response_body", ev.ResponseBody)
 	return append(w.b, '}')
 }
 
@@ -347,6 +359,17 @@ func (w *jsonWriter) headers(name string, h map[string][]string) {
 		w.b = appendJSONStrings(w.b, h[k])
 	}
 	w.b = append(w.b, '}')
+}
+
+// body writes a captured body; rare (the body level only), so
+// encoding/json does it.
+func (w *jsonWriter) body(name string, b *Body) {
+	if b == nil {
+		return
+	}
+	w.key(name)
+	q, _ := json.Marshal(b) // strings, ints and bools always marshal
+	w.b = append(w.b, q...)
 }
 
 func appendJSONStrings(dst []byte, vs []string) []byte {

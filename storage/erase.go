@@ -291,6 +291,17 @@ func pseudonymize(ev Event, fn func(field, value string) string) Event {
 	}
 	ev.RequestHeaders = headers("request_headers.", ev.RequestHeaders)
 	ev.ResponseHeaders = headers("response_headers.", ev.ResponseHeaders)
+	// A body's text cannot be pseudonymized field by field: it goes, and
+	// its size and type stay.
+	body := func(b *Body) *Body {
+		if b == nil || b.Text == "" {
+			return b
+		}
+		c := *b
+		c.Text, c.Omitted = "", "erased"
+		return &c
+	}
+	ev.RequestBody, ev.ResponseBody = body(ev.RequestBody), body(ev.ResponseBody)
 	ev.Erased = true
 	return ev
 }

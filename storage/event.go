@@ -41,6 +41,11 @@ type Event struct {
 	Action string `json:"action,omitempty"`
 	// Level is the audit level the event was recorded at.
 	Level string `json:"level,omitempty"`
+	// Rule names the audit policy rule that decided the event; empty when
+	// the policy's defaults did.
+	Rule string `json:"rule,omitempty"`
+	// Tags are the deciding rule's tags (auth, admin, pii, chd, ...).
+	Tags []string `json:"tags,omitempty"`
 
 	RequestID string `json:"request_id,omitempty"`
 	Method    string `json:"method,omitempty"`
@@ -83,6 +88,9 @@ type Event struct {
 	UpstreamError   string              `json:"upstream_error,omitempty"`
 	RequestHeaders  map[string][]string `json:"request_headers,omitempty"`
 	ResponseHeaders map[string][]string `json:"response_headers,omitempty"`
+	// RequestBody and ResponseBody are recorded at the body level.
+	RequestBody  *Body `json:"request_body,omitempty"`
+	ResponseBody *Body `json:"response_body,omitempty"`
 
 	RiskScore   int          `json:"risk_score"`
 	RiskLevel   string       `json:"risk_level,omitempty"`
@@ -100,6 +108,22 @@ type Event struct {
 	// linked holds what chainEvent computed for encodeEvent; nil outside
 	// putEvent, so stored and decoded events compare equal.
 	linked *linkedParts
+}
+
+// Body is a request or response body recorded at the body level: its size
+// always, and a bounded, redacted prefix when its content type is captured.
+type Body struct {
+	// ContentType is the body's Content-Type header.
+	ContentType string `json:"content_type,omitempty"`
+	// Size is the whole body's length in bytes, captured or not.
+	Size int64 `json:"size"`
+	// Truncated is true when Text holds only the first bytes of the body.
+	Truncated bool `json:"truncated,omitempty"`
+	// Text is the captured prefix with secrets replaced by HMAC tokens.
+	Text string `json:"text,omitempty"`
+	// Omitted says why there is no Text: the content type is not captured,
+	// the body is compressed, or the subject's data was erased.
+	Omitted string `json:"omitted,omitempty"`
 }
 
 // RiskFactor is one reason an event scored what it did.
