@@ -474,12 +474,7 @@ func (h *Handler) resolveIdentities(ev *storage.Event, r *http.Request, repl *ca
 	}
 	if h.Workspace != nil && h.Workspace.afterHandling() == after {
 		if id := h.Workspace.resolve(r, repl, claims); id.value != "" {
-			ev.Workspace = policy.Clean(id.value)
-			if storage.ReservedWorkspace(ev.Workspace) {
-				// Kept as a claim for the investigator, not as the tenant.
-				ev.SetDetail("reserved_workspace_claimed", ev.Workspace)
-				ev.Workspace = ""
-			}
+			ev.ClaimWorkspace(policy.Clean(id.value))
 		}
 	}
 }

@@ -19,10 +19,19 @@ const KeySize = 32
 // readable by others is refused: whoever holds the key can test guesses
 // against every token in the trail.
 func LoadOrCreateKey(path string) ([]byte, error) {
-	data, err := securefile.Read(path)
+	key, err := ReadKey(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return createKey(path)
 	}
+	return key, err
+}
+
+// ReadKey reads the hex HMAC key at path under the same rules as
+// LoadOrCreateKey, but never creates one: tools that compute tokens to
+// compare with stored ones (caddy audit policy explain) need the sidecar's
+// key, and a fresh one would match nothing.
+func ReadKey(path string) ([]byte, error) {
+	data, err := securefile.Read(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading HMAC key: %w", err)
 	}
