@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/caddy-audit/caddy-audit/detectors"
 	"github.com/caddy-audit/caddy-audit/policy"
 	"github.com/caddy-audit/caddy-audit/storage"
 )
@@ -91,6 +93,7 @@ type Handler struct {
 
 	app      *App
 	recorded [4]prometheus.Counter // events_recorded_total per level, looked up once
+	risk     [4]prometheus.Counter // events_risk_total per risk level, looked up once
 	// keyless decides failure modes when the store (and with it the HMAC
 	// key) cannot be opened; it never redacts anything that is stored.
 	keyless    *policy.Engine
@@ -138,6 +141,9 @@ func (h *Handler) prepare() error {
 	h.engineOnce = new(sync.Once)
 	for i, level := range policy.Levels {
 		h.recorded[i] = metrics.recorded.WithLabelValues(level)
+	}
+	for i, level := range detectors.RiskLevels {
+		h.risk[i] = metrics.riskLevels.WithLabelValues(level)
 	}
 	return nil
 }
@@ -391,6 +397,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	h.app.score(ev)
 
 	h.recorded[rank].Inc()
+	if i := slices.Index(detectors.RiskLevels, ev.RiskLevel); i >= 0 {
+		h.risk[i].Inc()
+	}
 	if plan.FailureMode == FailureStrict {
 		// The request is already on disk; wait for queue space rather than
 		// drop its outcome.

@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/caddy-audit/caddy-audit/detectors"
+	"github.com/caddy-audit/caddy-audit/policy"
 	"github.com/caddy-audit/caddy-audit/storage"
 )
 
@@ -18,6 +19,7 @@ var metrics = struct {
 	once sync.Once
 
 	recorded      *prometheus.CounterVec
+	riskLevels    *prometheus.CounterVec
 	dropped       *prometheus.CounterVec
 	writeErrors   *prometheus.CounterVec
 	openErrors    *prometheus.CounterVec
@@ -47,6 +49,10 @@ func initMetrics() {
 		metrics.recorded = prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "events_recorded_total",
 			Help: "Audit events accepted by the handler, by audit level.",
+		}, []string{"level"})
+		metrics.riskLevels = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "events_risk_total",
+			Help: "Proxied requests recorded, by risk level of their score (low, medium, high, critical): risk over time.",
 		}, []string{"level"})
 		metrics.dropped = prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "events_dropped_total",
@@ -139,8 +145,13 @@ func initMetrics() {
 // shows no increase), and a dashboard or alert rule finds every metric
 // name before anything has gone wrong.
 func initSeries() {
-	for _, level := range []string{LevelMetadata, LevelHeaders} {
-		metrics.recorded.WithLabelValues(level)
+	for _, level := range policy.Levels {
+		if level != LevelNone {
+			metrics.recorded.WithLabelValues(level)
+		}
+	}
+	for _, level := range detectors.RiskLevels {
+		metrics.riskLevels.WithLabelValues(level)
 	}
 	for _, reason := range []string{storage.DropQueueFull, storage.DropWriteError, storage.DropClosed} {
 		metrics.dropped.WithLabelValues(reason)
@@ -164,7 +175,7 @@ func initSeries() {
 func registerMetrics(reg prometheus.Registerer) error {
 	initMetrics()
 	for _, c := range []prometheus.Collector{
-		metrics.recorded, metrics.dropped, metrics.writeErrors, metrics.openErrors, metrics.strictRejects,
+		metrics.recorded, metrics.riskLevels, metrics.dropped, metrics.writeErrors, metrics.openErrors, metrics.strictRejects,
 		metrics.queueDepth, metrics.commitSeconds, metrics.batchSize, metrics.dbBytes,
 		metrics.checkpointSeq, metrics.checkpointTime, metrics.checkpointErrors, metrics.purged,
 		metrics.verifyOK, metrics.verifyTime,

@@ -31,6 +31,9 @@ const (
 	LevelCritical = "critical"
 )
 
+// RiskLevels are the risk levels from lowest to highest.
+var RiskLevels = []string{LevelLow, LevelMedium, LevelHigh, LevelCritical}
+
 // SuspiciousScore is the score from which an event is flagged suspicious.
 const SuspiciousScore = 40
 
