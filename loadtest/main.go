@@ -42,6 +42,7 @@ func main() {
 		rounds   = flag.Int("rounds", 3, "rounds; each runs every variant once")
 		only     = flag.String("variants", "abcde", "variants to run, by letter")
 		rate     = flag.Float64("rate", 0, "requests per second (0: as fast as the connections go); soak default 2000")
+		latRate  = flag.Float64("latency-rate", 1000, "after each throughput run, measure latency at this fixed rate for half the duration (0: skip)")
 		soak     = flag.Duration("soak", 0, "instead of the comparison, run variant c under constant load this long")
 		sample   = flag.Duration("sample", 5*time.Second, "soak: sampling interval")
 		profile  = flag.Duration("profile", 0, "after the rounds, take a CPU profile of variants c and d under load for this long")
@@ -93,9 +94,10 @@ func main() {
 			variants = append(variants, v)
 		}
 	}
-	b := &bench{bins: bins, up: up, dir: dir, conns: *conns, duration: *duration, warmup: *warmup, rate: *rate, mix: buildMix(4096)}
-	fmt.Printf("load: %d connections, %s warm-up + %s measured per variant, %d rounds, rate %s\n",
-		*conns, *warmup, *duration, *rounds, rateText(*rate))
+	b := &bench{bins: bins, up: up, dir: dir, conns: *conns, duration: *duration, warmup: *warmup, rate: *rate, latRate: *latRate, mix: buildMix(4096)}
+	fmt.Printf("load: %d connections, %s warm-up + %s measured per variant, %d rounds, rate %s; latency also at %s for %s\n",
+		*conns, *warmup, *duration, *rounds, rateText(*rate), rateText(*latRate), *duration/2)
+	fmt.Printf("load average before: %s\n", loadAvg())
 	results := make(map[string][]runStats)
 	for round := 1; round <= *rounds && ctx.Err() == nil; round++ {
 		for _, v := range variants {
@@ -116,10 +118,11 @@ func main() {
 			results[v.name] = append(results[v.name], st)
 		}
 	}
+	fmt.Printf("load average after: %s\n", loadAvg())
 	report(os.Stdout, variants, results)
 	if *profile > 0 {
 		for _, v := range variants {
-			if v.name != "c" && v.name != "d" {
+			if v.name != "a" && v.name != "c" && v.name != "d" {
 				continue
 			}
 			if err := b.profileRun(ctx, v, *profile); err != nil {
@@ -146,6 +149,12 @@ func cpuModel() string {
 	return "unknown CPU"
 }
 
+// loadAvg is /proc/loadavg: other work on the machine shows here.
+func loadAvg() string {
+	data, _ := os.ReadFile("/proc/loadavg")
+	return strings.TrimSpace(string(data))
+}
+
 func fatal(err error) {
 	fmt.Fprintln(os.Stderr, "loadtest:", err)
 	os.Exit(1)
@@ -160,6 +169,7 @@ type bench struct {
 	duration time.Duration
 	warmup   time.Duration
 	rate     float64
+	latRate  float64
 	mix      []template
 	avail    map[string]bool
 }
@@ -201,12 +211,16 @@ type runStats struct {
 	harnessCPUPct  float64       // generator + upstream CPU, % of one core
 	caddyCPUPct    float64
 	requests, errs int64
+	dropped        float64       // audit events dropped (best_effort) during the run
+	rateP50        time.Duration // latency at the fixed rate
+	rateP99        time.Duration
+	rateErrs       int64
 	byClass        [6]int64
 }
 
 func (s runStats) line() string {
-	return fmt.Sprintf("%8.0f req/s  p50 %7s  p99 %7s  cpu/req %6s  peak RSS %4d MiB  (caddy %3.0f%% cpu, generator+upstream %3.0f%%; errors %d)",
-		s.rps, fmtDur(s.p50), fmtDur(s.p99), fmtDur(s.cpuPerReq), s.peakRSSKB>>10, s.caddyCPUPct, s.harnessCPUPct, s.errs)
+	return fmt.Sprintf("%6.0f req/s p50 %7s p99 %7s cpu/req %5s peak RSS %3d MiB (caddy %3.0f%% cpu, generator+upstream %3.0f%%; errors %d, audit drops %.0f) | at fixed rate: p50 %6s p99 %6s",
+		s.rps, fmtDur(s.p50), fmtDur(s.p99), fmtDur(s.cpuPerReq), s.peakRSSKB>>10, s.caddyCPUPct, s.harnessCPUPct, s.errs, s.dropped, fmtDur(s.rateP50), fmtDur(s.rateP99))
 }
 
 func fmtDur(d time.Duration) string {
@@ -269,6 +283,20 @@ func (b *bench) run(ctx context.Context, v variant, round int, during func(*inst
 	}
 	if res.requests > 0 {
 		st.cpuPerReq = cpu / time.Duration(res.requests)
+	}
+	if v.audit {
+		m, err := promValues(in.auditAdminURL() + "/metrics")
+		if err != nil {
+			return runStats{}, err
+		}
+		st.dropped = m["caddy_audit_events_dropped_total"]
+	}
+	if b.latRate > 0 && during == nil {
+		// Latency at a rate the machine sustains: at saturation p99 is
+		// queueing, not what a request costs.
+		opts.duration, opts.rate = b.duration/2, b.latRate
+		lr := runLoad(ctx, opts)
+		st.rateP50, st.rateP99, st.rateErrs = lr.lat.quantile(0.50), lr.lat.quantile(0.99), lr.errors
 	}
 	return st, nil
 }

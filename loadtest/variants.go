@@ -36,6 +36,8 @@ type siteConfig struct {
 	dataDir, logPath                     string
 	// Extra lines at the top of the proxy site (reload tests change them).
 	extra string
+	// Extra global options, such as a servers block.
+	global string
 	// App-level audit options, one per line (max_db_size, ...).
 	appOptions []string
 	user       string // the audit handler's user source; default header X-User-ID
@@ -45,6 +47,9 @@ type siteConfig struct {
 func (v variant) caddyfile(c siteConfig) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "{\n\tadmin 127.0.0.1:%d\n\tauto_https off\n\tpersist_config off\n\tgrace_period 10s\n", c.adminPort)
+	if c.global != "" {
+		b.WriteString(c.global + "\n")
+	}
 	if v.audit {
 		fmt.Fprintf(&b, "\taudit {\n\t\tdata_dir %s\n", c.dataDir)
 		for _, o := range c.appOptions {
