@@ -104,7 +104,7 @@ func startCaddy(bin, configPath, dir, admin, readyURL string) (*caddyProc, error
 			return nil, fmt.Errorf("caddy exited during start-up; see %s:\n%s", logf.Name(), tail(logf.Name(), 20))
 		default:
 		}
-		if httpOK("http://"+admin+"/config/") && (readyURL == "" || httpAnswers(readyURL)) {
+		if httpOK("http://"+admin+"/config/") && (readyURL == "" || httpStatus(readyURL) != 0) {
 			return p, nil
 		}
 		if time.Now().After(deadline) {
@@ -115,25 +115,18 @@ func startCaddy(bin, configPath, dir, admin, readyURL string) (*caddyProc, error
 	}
 }
 
-func httpOK(url string) bool {
+// httpStatus is the status of a GET of url, 0 when none came back.
+func httpStatus(url string) int {
 	resp, err := http.Get(url)
 	if err != nil {
-		return false
+		return 0
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
+	return resp.StatusCode
 }
 
-func httpAnswers(url string) bool {
-	resp, err := http.Get(url)
-	if err != nil {
-		return false
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return true
-}
+func httpOK(url string) bool { return httpStatus(url) == http.StatusOK }
 
 func tail(path string, n int) string {
 	data, _ := os.ReadFile(path)

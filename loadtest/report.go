@@ -136,12 +136,16 @@ func (b *bench) profileRun(ctx context.Context, v variant, d time.Duration) erro
 	if err := <-errc; err != nil {
 		return err
 	}
-	out, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=35", b.bins.audit, path).CombinedOutput()
+	bin := b.bins.plain
+	if v.audit {
+		bin = b.bins.audit
+	}
+	out, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=35", bin, path).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("go tool pprof: %v\n%s", err, out)
 	}
 	fmt.Printf("\nCPU profile of (%s) %s under load (%s), saved in %s:\n%s", v.name, v.title, d, path, out)
-	outCum, err := exec.Command("go", "tool", "pprof", "-top", "-cum", "-nodecount=35", b.bins.audit, path).CombinedOutput()
+	outCum, err := exec.Command("go", "tool", "pprof", "-top", "-cum", "-nodecount=35", bin, path).CombinedOutput()
 	if err == nil {
 		fmt.Printf("\nsorted by cumulative time:\n%s", outCum)
 	}
