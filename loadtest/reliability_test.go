@@ -36,9 +36,18 @@ type scale struct {
 
 var (
 	relBins    binaries
+	relBinsDir string
 	relBinsErr error
 	relOnce    sync.Once
 )
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if relBinsDir != "" {
+		os.RemoveAll(relBinsDir)
+	}
+	os.Exit(code)
+}
 
 func reliability(t *testing.T) scale {
 	t.Helper()
@@ -52,12 +61,10 @@ func reliability(t *testing.T) scale {
 		t.Skip("set LOADTEST_RELIABILITY=short or long to run the reliability tests (they start Caddy processes)")
 	}
 	relOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "caddy-audit-reliability-bin-")
-		if err != nil {
-			relBinsErr = err
-			return
+		relBinsDir, relBinsErr = os.MkdirTemp("", "caddy-audit-reliability-bin-")
+		if relBinsErr == nil {
+			relBins, relBinsErr = buildBinaries(relBinsDir)
 		}
-		relBins, relBinsErr = buildBinaries(dir)
 	})
 	if relBinsErr != nil {
 		t.Fatal(relBinsErr)

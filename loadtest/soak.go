@@ -21,6 +21,7 @@ type soakSample struct {
 	at         time.Duration
 	rssKB      int64
 	anonKB     int64 // RssAnon: the heap and stacks, without bbolt's file pages
+	heapInuse  float64
 	goroutines float64
 	queue      float64
 	dbBytes    int64
@@ -48,10 +49,6 @@ func runSoak(ctx context.Context, bins binaries, up *upstream, dir string, o soa
 
 	done := make(chan *loadResult, 1)
 	start := time.Now()
-	go func() {
-		done <- runLoad(ctx, loadOpts{target: in.proxyURL(), conns: o.conns, rate: o.rate, duration: o.duration,
-			mix: buildMix(4096), idPrefix: "soak-"})
-	}()
 	var samples []soakSample
 	take := func() error {
 		s := soakSample{at: time.Since(start)}
@@ -67,6 +64,7 @@ func runSoak(ctx context.Context, bins binaries, up *upstream, dir string, o soa
 			return err
 		}
 		s.goroutines = caddyMetrics["go_goroutines"]
+		s.heapInuse = caddyMetrics["go_memstats_heap_inuse_bytes"]
 		audit, err := promValues(in.auditAdminURL() + "/metrics")
 		if err != nil {
 			return err
@@ -78,10 +76,19 @@ func runSoak(ctx context.Context, bins binaries, up *upstream, dir string, o soa
 			s.dbBytes = fi.Size()
 		}
 		samples = append(samples, s)
-		fmt.Printf("  %6s  RSS %4d MiB (anon %4d MiB)  goroutines %4.0f  queue %5.0f  db %6.1f MiB  events %9.0f  dropped %.0f\n",
-			s.at.Round(time.Second), s.rssKB>>10, s.anonKB>>10, s.goroutines, s.queue, float64(s.dbBytes)/(1<<20), s.recorded, s.dropped)
+		fmt.Printf("  %6s  RSS %4d MiB (anon %4d MiB, Go heap %4.0f MiB)  goroutines %4.0f  queue %5.0f  db %6.1f MiB  events %9.0f  dropped %.0f\n",
+			s.at.Round(time.Second), s.rssKB>>10, s.anonKB>>10, s.heapInuse/(1<<20), s.goroutines, s.queue, float64(s.dbBytes)/(1<<20), s.recorded, s.dropped)
 		return nil
 	}
+	// Idle before the load: the goroutine baseline.
+	if err := take(); err != nil {
+		return err
+	}
+	idleBefore := samples[0]
+	go func() {
+		done <- runLoad(ctx, loadOpts{target: in.proxyURL(), conns: o.conns, rate: o.rate, duration: o.duration,
+			mix: buildMix(4096), idPrefix: "soak-"})
+	}()
 	tick := time.NewTicker(o.sample)
 	defer tick.Stop()
 	var res *loadResult
@@ -130,7 +137,8 @@ loop:
 	fmt.Fprintf(tw, "\nafter warm-up (%s)\tat warm-up\tend of load\tgrowth\tpeak\n", warm)
 	fmt.Fprintf(tw, "RSS\t%d MiB\t%d MiB\t%+.1f%%\t%d MiB\n", base.rssKB>>10, loaded.rssKB>>10, 100*(float64(loaded.rssKB)/float64(base.rssKB)-1), peakRSS>>10)
 	fmt.Fprintf(tw, "RSS anonymous (heap, stacks)\t%d MiB\t%d MiB\t%+.1f%%\t%d MiB\n", base.anonKB>>10, loaded.anonKB>>10, 100*(float64(loaded.anonKB)/float64(base.anonKB)-1), peakAnon>>10)
-	fmt.Fprintf(tw, "goroutines\t%.0f\t%.0f\t%+.0f\t%.0f (idle after load: %.0f)\n", base.goroutines, loaded.goroutines, loaded.goroutines-base.goroutines, peakG, idle.goroutines)
+	fmt.Fprintf(tw, "Go heap in use\t%.0f MiB\t%.0f MiB\t%+.1f%%\t\n", base.heapInuse/(1<<20), loaded.heapInuse/(1<<20), 100*(loaded.heapInuse/base.heapInuse-1))
+	fmt.Fprintf(tw, "goroutines\t%.0f\t%.0f\t%+.0f\t%.0f (idle: %.0f before the load, %.0f after)\n", base.goroutines, loaded.goroutines, loaded.goroutines-base.goroutines, peakG, idleBefore.goroutines, idle.goroutines)
 	fmt.Fprintf(tw, "queue depth\t%.0f\t%.0f\t\t%d\n", base.queue, loaded.queue, peakQ)
 	events := loaded.recorded - base.recorded
 	perEvent := 0.0
