@@ -3,7 +3,7 @@
 // stays flat over time.
 //
 //	go run ./loadtest -duration 20s -conns 64 -rounds 3
-//	go run ./loadtest -soak 10m -rate 2000
+//	go run ./loadtest -soak 10m -rate 1000 -conns 32
 //
 // It builds both Caddy binaries from this go.mod (internal/caddybin/plain
 // and internal/caddybin/audit), starts a stand-in upstream (Go net/http,
