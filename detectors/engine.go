@@ -487,7 +487,7 @@ func (e *Engine) raise(c *evctx, f *finding) *openAlert {
 			// The new, stronger finding's actions come first.
 			a.a.RecommendedActions = mergeActions(f.actions, a.a.RecommendedActions)
 		} else {
-			a.a.RecommendedActions = mergeActions(a.a.RecommendedActions, f.actions)
+			a.a.RecommendedActions = appendMissing(a.a.RecommendedActions, f.actions)
 		}
 		e.touchAlert(c, a, escalated)
 		return a
@@ -537,6 +537,21 @@ func (e *Engine) raise(c *evctx, f *finding) *openAlert {
 	return a
 }
 
+// appendMissing returns list with the items of add that it lacks
+// appended. A repeat of an open alert usually brings nothing new, and then
+// list itself comes back: the hot path of a noisy alert allocates nothing.
+// Clip makes an append copy, since snapshots may share list's array.
+func appendMissing(list, add []string) []string {
+	for _, s := range add {
+		if !slices.Contains(list, s) {
+			list = append(slices.Clip(list), s)
+		}
+	}
+	return list
+}
+
+// mergeActions returns first then the items of then it lacks, in a new
+// slice.
 func mergeActions(first, then []string) []string {
 	out := make([]string, 0, len(first)+len(then))
 	for _, list := range [][]string{first, then} {
