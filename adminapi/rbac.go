@@ -308,19 +308,29 @@ func (a *api) getRole(w http.ResponseWriter, r *http.Request) {
 	}
 	view := builtinView(name)
 	if _, builtin := builtinRoles[name]; !builtin {
-		role, err := a.store.GetRole(name)
-		switch {
-		case errors.Is(err, storage.ErrNotFound):
-			writeProblem(w, r, http.StatusNotFound, fmt.Sprintf("no role named %q", name))
-			return
-		case err != nil:
-			a.storeError(w, r, "reading a role", err)
+		role, ok := a.loadRole(w, r, name)
+		if !ok {
 			return
 		}
 		view = customView(role)
 	}
 	a.record(r, key, "rbac.roles.get", http.StatusOK, map[string]any{"role": name})
 	writeJSON(w, http.StatusOK, view)
+}
+
+// loadRole reads the custom role name, answering 404 (or the store's
+// failure) itself; it reports whether the handler may go on.
+func (a *api) loadRole(w http.ResponseWriter, r *http.Request, name string) (storage.Role, bool) {
+	role, err := a.store.GetRole(name)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		writeProblem(w, r, http.StatusNotFound, fmt.Sprintf("no role named %q", name))
+		return role, false
+	case err != nil:
+		a.storeError(w, r, "reading a role", err)
+		return role, false
+	}
+	return role, true
 }
 
 // updateRole serves PUT /api/v1/roles/{name}.
@@ -345,13 +355,8 @@ func (a *api) updateRole(w http.ResponseWriter, r *http.Request) {
 	}
 	rbacMu.Lock()
 	defer rbacMu.Unlock()
-	old, err := a.store.GetRole(name)
-	switch {
-	case errors.Is(err, storage.ErrNotFound):
-		writeProblem(w, r, http.StatusNotFound, fmt.Sprintf("no role named %q", name))
-		return
-	case err != nil:
-		a.storeError(w, r, "reading a role", err)
+	old, ok := a.loadRole(w, r, name)
+	if !ok {
 		return
 	}
 	// The role's keys and bindings get whatever is added at once, some of
