@@ -18,7 +18,7 @@ func (a *api) alertRoutes() []route {
 	id := "/api/v1/alerts/{id}"
 	return []route{
 		{method: http.MethodGet, path: "/api/v1/alerts", perm: permAlertsRead, h: a.listAlerts,
-			summary: "List alerts, newest first, with cursor pagination", query: alertParams.docs(), resp: alertsPage{}},
+			summary: "List alerts, newest first, with cursor pagination", query: alertParams.docs(), resp: AlertsPage{}},
 		{method: http.MethodGet, path: id, perm: permAlertsRead, h: a.getAlert,
 			summary: "Read one alert with its evidence and history", resp: storage.Alert{}},
 		{method: http.MethodPost, path: id + "/acknowledge", perm: permAlertsManage, h: a.transition(storage.StatusAcknowledged),
@@ -32,8 +32,8 @@ func (a *api) alertRoutes() []route {
 	}
 }
 
-// alertsPage is the body of GET /api/v1/alerts.
-type alertsPage struct {
+// AlertsPage is the body of GET /api/v1/alerts.
+type AlertsPage struct {
 	Alerts     []storage.Alert `json:"alerts"`
 	NextCursor string          `json:"next_cursor,omitempty"`
 }
@@ -144,7 +144,7 @@ func (a *api) listAlerts(w http.ResponseWriter, r *http.Request) {
 		"returned": len(page.Alerts),
 		"filter":   alertFilterDetails(q.filter),
 	})
-	writeJSON(w, http.StatusOK, alertsPage{Alerts: page.Alerts, NextCursor: page.NextCursor})
+	writeJSON(w, http.StatusOK, AlertsPage{Alerts: page.Alerts, NextCursor: page.NextCursor})
 }
 
 func alertFilterDetails(f storage.AlertFilter) map[string]any {

@@ -53,12 +53,12 @@ func newAlertEnv(t *testing.T) *alertEnv {
 	return e
 }
 
-func decodeAlerts(t *testing.T, w *httptest.ResponseRecorder) alertsPage {
+func decodeAlerts(t *testing.T, w *httptest.ResponseRecorder) AlertsPage {
 	t.Helper()
 	if w.Code != http.StatusOK {
 		t.Fatalf("status %d: %s", w.Code, w.Body)
 	}
-	var p alertsPage
+	var p AlertsPage
 	if err := json.Unmarshal(w.Body.Bytes(), &p); err != nil {
 		t.Fatal(err)
 	}

@@ -21,9 +21,9 @@ import (
 func (a *api) eventRoutes() []route {
 	return []route{
 		{method: http.MethodGet, path: "/api/v1/events", perm: permEventsRead, h: a.searchEvents,
-			summary: "Search audit events, newest first, with cursor pagination", query: eventParams.docs(), resp: eventsPage{}},
+			summary: "Search audit events, newest first, with cursor pagination", query: eventParams.docs(), resp: EventsPage{}},
 		{method: http.MethodGet, path: "/api/v1/events/suspicious", perm: permEventsRead, h: a.suspiciousEvents,
-			summary: "Suspicious events (risk score 40 or more), newest first, with cursor pagination: the search with suspicious=true forced", query: suspiciousParams.docs(), resp: eventsPage{}},
+			summary: "Suspicious events (risk score 40 or more), newest first, with cursor pagination: the search with suspicious=true forced", query: suspiciousParams.docs(), resp: EventsPage{}},
 		{method: http.MethodGet, path: "/api/v1/events/{id}", perm: permEventsRead, h: a.getEvent,
 			summary: "Read one audit event by its id (a ULID)", resp: storage.Event{}},
 		{method: http.MethodGet, path: "/api/v1/events/stats", perm: permEventsRead, h: a.eventStats,
@@ -48,8 +48,8 @@ func filterParams[Q any](get func(*Q) *eventsQuery, extra params[Q], drop ...str
 // a screen, small enough that a forgotten limit does not pull the store.
 const defaultPageSize = 100
 
-// eventsPage is the body of GET /api/v1/events.
-type eventsPage struct {
+// EventsPage is the body of GET /api/v1/events.
+type EventsPage struct {
 	Events     []storage.Event `json:"events"`
 	NextCursor string          `json:"next_cursor,omitempty"`
 }
@@ -258,7 +258,7 @@ func (a *api) answerPage(w http.ResponseWriter, r *http.Request, action string, 
 		"returned": len(page.Events),
 		"filter":   filterDetails(q.filter),
 	})
-	writeJSON(w, http.StatusOK, eventsPage{Events: page.Events, NextCursor: page.NextCursor})
+	writeJSON(w, http.StatusOK, EventsPage{Events: page.Events, NextCursor: page.NextCursor})
 }
 
 // getEvent serves GET /api/v1/events/{id}. An event of a workspace the

@@ -30,12 +30,12 @@ func (e *testEnv) seed(events ...*storage.Event) {
 }
 
 // decodePage decodes a 200 events answer.
-func decodePage(t testing.TB, w *httptest.ResponseRecorder) eventsPage {
+func decodePage(t testing.TB, w *httptest.ResponseRecorder) EventsPage {
 	t.Helper()
 	if w.Code != http.StatusOK {
 		t.Fatalf("status = %d, want 200; body %s", w.Code, w.Body)
 	}
-	var p eventsPage
+	var p EventsPage
 	if err := json.Unmarshal(w.Body.Bytes(), &p); err != nil {
 		t.Fatalf("decoding page: %v", err)
 	}
@@ -369,7 +369,7 @@ func FuzzEventsQuery(f *testing.F) {
 		e.h.ServeHTTP(w, req)
 		switch w.Code {
 		case http.StatusOK:
-			var p eventsPage
+			var p EventsPage
 			if err := json.Unmarshal(w.Body.Bytes(), &p); err != nil || p.Events == nil {
 				t.Fatalf("200 with a bad body (%v): %s", err, w.Body)
 			}

@@ -23,7 +23,7 @@ func (a *api) importRoutes() []route {
 	return []route{{method: http.MethodPost, path: "/api/v1/import", perm: permEventsImport, h: a.importLog,
 		summary: "Backfill an access log (Caddy JSON, Common or Combined) and replay it through the detectors",
 		query:   importParams.docs(), problems: []int{http.StatusNotImplemented},
-		body: "text/plain", resp: importResult{}}}
+		body: "text/plain", resp: ImportResult{}}}
 }
 
 // importQuery is a parsed POST /api/v1/import query string.
@@ -48,8 +48,8 @@ var importParams = params[importQuery]{
 		parse: func(q *importQuery, v string) error { q.workspaceHeader = v; return nil }},
 }
 
-// importResult is the body of POST /api/v1/import.
-type importResult struct {
+// ImportResult is the body of POST /api/v1/import.
+type ImportResult struct {
 	Source     string   `json:"source"`
 	Format     string   `json:"format"`
 	Lines      int64    `json:"lines"`
@@ -140,7 +140,7 @@ func (a *api) importLog(w http.ResponseWriter, r *http.Request) {
 	a.persistAlerts(engine.Flush(), alerts, &failed)
 
 	st := rd.Stats()
-	res := importResult{
+	res := ImportResult{
 		Source: source, Format: rd.Format().String(), Lines: st.Lines, Events: st.Events,
 		Skipped: st.Skipped, Errors: st.Errors, OutOfOrder: sorted.OutOfOrder(), Alerts: []string{},
 	}

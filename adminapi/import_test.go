@@ -28,7 +28,7 @@ func TestImportRaisesAlerts(t *testing.T) {
 			if w.Code != http.StatusOK {
 				t.Fatalf("status %d: %s", w.Code, w.Body)
 			}
-			var res importResult
+			var res ImportResult
 			if err := json.Unmarshal(w.Body.Bytes(), &res); err != nil {
 				t.Fatal(err)
 			}

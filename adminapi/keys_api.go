@@ -21,13 +21,13 @@ func (a *api) keyRoutes() []route {
 		{method: post, path: "/api/v1/keys", perm: permRBACManage, h: a.rbacGlobal(a.createKey),
 			summary: "Issue an API key; the answer shows its secret, once", body: keyCreateRequest{}, resp: keyCreated{}, created: true},
 		{method: get, path: "/api/v1/keys/{id}", perm: permRBACManage, h: a.rbacGlobal(a.getKey),
-			summary: "Get one API key with its bindings", resp: keyView{}},
+			summary: "Get one API key with its bindings", resp: KeyView{}},
 		{method: post, path: "/api/v1/keys/{id}/revoke", perm: permRBACManage, h: a.rbacGlobal(a.revokeKey),
-			summary: "Revoke an API key for good (refused if no other key could then manage access)", resp: keyView{}},
+			summary: "Revoke an API key for good (refused if no other key could then manage access)", resp: KeyView{}},
 	}
 }
 
-// Key states, as keyView.Status shows them.
+// Key states, as KeyView.Status shows them.
 const (
 	keyActive  = "active"
 	keyExpired = "expired"
@@ -38,9 +38,9 @@ const (
 // should be rotated, not forgotten.
 const maxKeyLifetime = 10 * 365 * 24 * time.Hour
 
-// keyView is an API key as the API shows it: the stored record without
+// KeyView is an API key as the API shows it: the stored record without
 // its hash.
-type keyView struct {
+type KeyView struct {
 	// ID is the key's public identifier, used as principal in bindings.
 	ID string `json:"id"`
 	// Name is a human label.
@@ -66,7 +66,7 @@ type keyView struct {
 }
 
 // viewKey turns a stored key into its view at now, dropping the hash.
-func viewKey(k storage.APIKey, bindings []storage.RoleBinding, now time.Time) keyView {
+func viewKey(k storage.APIKey, bindings []storage.RoleBinding, now time.Time) KeyView {
 	status := keyActive
 	switch {
 	case k.RevokedAt != nil:
@@ -74,7 +74,7 @@ func viewKey(k storage.APIKey, bindings []storage.RoleBinding, now time.Time) ke
 	case k.ExpiresAt != nil && !now.Before(*k.ExpiresAt):
 		status = keyExpired
 	}
-	return keyView{
+	return KeyView{
 		ID: k.ID, Name: k.Name, Prefix: k.Prefix, Role: k.Role, Workspace: k.Workspace, Status: status,
 		CreatedAt: k.CreatedAt, ExpiresAt: k.ExpiresAt, RevokedAt: k.RevokedAt, LastUsedAt: k.LastUsedAt,
 		Bindings: nonNil(bindings),
@@ -84,7 +84,7 @@ func viewKey(k storage.APIKey, bindings []storage.RoleBinding, now time.Time) ke
 // keysResponse answers GET /api/v1/keys.
 type keysResponse struct {
 	// Keys are every key, oldest first.
-	Keys []keyView `json:"keys"`
+	Keys []KeyView `json:"keys"`
 }
 
 // listKeys serves GET /api/v1/keys.
@@ -109,7 +109,7 @@ func (a *api) listKeys(w http.ResponseWriter, r *http.Request) {
 		byKey[b.Principal] = append(byKey[b.Principal], b)
 	}
 	now := a.now()
-	out := keysResponse{Keys: make([]keyView, 0, len(keys))}
+	out := keysResponse{Keys: make([]KeyView, 0, len(keys))}
 	for _, k := range keys {
 		out.Keys = append(out.Keys, viewKey(k, byKey[k.ID], now))
 	}
@@ -140,7 +140,7 @@ type keyCreated struct {
 	// a hash: keep it now or issue another key.
 	Secret string `json:"secret"`
 	// Key is the stored record.
-	Key keyView `json:"key"`
+	Key KeyView `json:"key"`
 }
 
 // parseLifetime parses expires_in: a Go duration or whole days.

@@ -228,7 +228,7 @@ func TestKeyEndpoints(t *testing.T) {
 
 	// Revocation: the key stops working at once; a second revoke is 409.
 	e.clock = t0.Add(time.Minute)
-	rev := decode[keyView](t, e.send("POST", "/api/v1/keys/"+k.ID+"/revoke", admin, ""), 200)
+	rev := decode[KeyView](t, e.send("POST", "/api/v1/keys/"+k.ID+"/revoke", admin, ""), 200)
 	if rev.Status != keyRevoked || rev.RevokedAt == nil || !rev.RevokedAt.Equal(t0.Add(time.Minute)) {
 		t.Errorf("revoked = %+v", rev)
 	}
@@ -238,7 +238,7 @@ func TestKeyEndpoints(t *testing.T) {
 	wantProblem(t, e.get("/api/v1/me", created.Secret), 401, errInvalidKey)
 	wantProblem(t, e.send("POST", "/api/v1/keys/"+k.ID+"/revoke", admin, ""), 409, "already revoked")
 	wantProblem(t, e.send("POST", "/api/v1/keys/nope/revoke", admin, ""), 404, "no API key")
-	if got := decode[keyView](t, e.get("/api/v1/keys/"+k.ID, admin), 200); got.Status != keyRevoked {
+	if got := decode[KeyView](t, e.get("/api/v1/keys/"+k.ID, admin), 200); got.Status != keyRevoked {
 		t.Errorf("status after revoke = %s", got.Status)
 	}
 }

@@ -165,7 +165,7 @@ func TestScopeFilterAcrossWorkspaces(t *testing.T) {
 				wantProblem(t, w, tt.status, tt.detail)
 				return
 			}
-			page := decode[eventsPage](t, w, 200)
+			page := decode[EventsPage](t, w, 200)
 			var got []string
 			for _, ev := range page.Events {
 				got = append(got, ev.Workspace)

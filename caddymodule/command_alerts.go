@@ -13,16 +13,11 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/caddy-audit/caddy-audit/adminapi"
 	"github.com/caddy-audit/caddy-audit/storage"
 )
 
 func init() { addAuditCommand(alertsCommand) }
-
-// alertsPage is the body of GET /api/v1/alerts.
-type alertsPage struct {
-	Alerts     []storage.Alert `json:"alerts"`
-	NextCursor string          `json:"next_cursor,omitempty"`
-}
 
 func alertsCommand() *cobra.Command {
 	cmd := &cobra.Command{
@@ -65,7 +60,7 @@ func alertsListCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var page alertsPage
+			var page adminapi.AlertsPage
 			if err := client.do(cmd.Context(), http.MethodGet, "/api/v1/alerts?"+q.Encode(), nil, &page); err != nil {
 				return err
 			}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/caddy-audit/caddy-audit/adminapi"
 	"github.com/caddy-audit/caddy-audit/storage"
 )
 
@@ -94,12 +95,6 @@ func parseWhen(v string, now time.Time) (time.Time, error) {
 	return time.Time{}, errors.New("expects an RFC 3339 time (2025-05-01T12:00:00Z) or a duration ago (15m, 2h, 7d)")
 }
 
-// eventsPage is the body of GET /api/v1/events.
-type eventsPage struct {
-	Events     []storage.Event `json:"events"`
-	NextCursor string          `json:"next_cursor,omitempty"`
-}
-
 func eventsCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "events [filters] [--limit N] [--cursor C] [--follow] [--json]",
@@ -158,7 +153,7 @@ func runEvents(cmd *cobra.Command, _ []string) error {
 	if cursor != "" {
 		q.Set("cursor", cursor)
 	}
-	var page eventsPage
+	var page adminapi.EventsPage
 	if err := client.do(cmd.Context(), http.MethodGet, "/api/v1/events?"+q.Encode(), nil, &page); err != nil {
 		return err
 	}
@@ -243,7 +238,7 @@ const followLag = 10 * time.Second
 func followEvents(ctx context.Context, c *adminClient, q url.Values, interval time.Duration, print func([]storage.Event) error) error {
 	c.agent = "caddy-audit-cli/events-follow"
 	own := func(e *storage.Event) bool { return e.Kind == storage.KindAdmin && e.UserAgent == c.agent }
-	var page eventsPage
+	var page adminapi.EventsPage
 	if err := c.do(ctx, http.MethodGet, "/api/v1/events?"+q.Encode(), nil, &page); err != nil {
 		return err
 	}
@@ -281,7 +276,7 @@ func followEvents(ctx context.Context, c *adminClient, q url.Values, interval ti
 		var fresh []storage.Event
 		seqBefore := maxSeq
 		for {
-			var page eventsPage
+			var page adminapi.EventsPage
 			if err := c.do(ctx, http.MethodGet, "/api/v1/events?"+pq.Encode(), nil, &page); err != nil {
 				return err
 			}

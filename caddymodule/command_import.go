@@ -10,22 +10,11 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/caddy-audit/caddy-audit/adminapi"
 )
 
 func init() { addAuditCommand(importCommand) }
-
-// importResult is the answer of POST /api/v1/import.
-type importResult struct {
-	Source     string   `json:"source"`
-	Format     string   `json:"format"`
-	Lines      int64    `json:"lines"`
-	Events     int64    `json:"events"`
-	Skipped    int64    `json:"skipped"`
-	Errors     int64    `json:"errors"`
-	LineErrors []string `json:"line_errors,omitempty"`
-	OutOfOrder int64    `json:"out_of_order"`
-	Alerts     []string `json:"alerts"`
-}
 
 func importCommand() *cobra.Command {
 	cmd := &cobra.Command{
@@ -85,7 +74,7 @@ func runImport(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	defer resp.Body.Close()
-	var res importResult
+	var res adminapi.ImportResult
 	if err := decodeJSON(resp, &res); err != nil {
 		return err
 	}

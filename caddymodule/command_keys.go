@@ -7,27 +7,11 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/caddy-audit/caddy-audit/adminapi"
 )
 
 func init() { addAuditCommand(keysCommand) }
-
-// apiKey is an API key as GET /api/v1/keys shows it (never its secret).
-type apiKey struct {
-	ID         string     `json:"id"`
-	Name       string     `json:"name"`
-	Prefix     string     `json:"prefix"`
-	Role       string     `json:"role"`
-	Workspace  string     `json:"workspace,omitempty"`
-	Status     string     `json:"status"`
-	CreatedAt  time.Time  `json:"created_at"`
-	ExpiresAt  *time.Time `json:"expires_at,omitempty"`
-	RevokedAt  *time.Time `json:"revoked_at,omitempty"`
-	LastUsedAt *time.Time `json:"last_used_at,omitempty"`
-	Bindings   []struct {
-		Role      string `json:"role"`
-		Workspace string `json:"workspace,omitempty"`
-	} `json:"bindings"`
-}
 
 func keysCommand() *cobra.Command {
 	cmd := &cobra.Command{
@@ -61,8 +45,8 @@ func keysCreateCommand() *cobra.Command {
 				return err
 			}
 			var created struct {
-				Secret string `json:"secret"`
-				Key    apiKey `json:"key"`
+				Secret string           `json:"secret"`
+				Key    adminapi.KeyView `json:"key"`
 			}
 			if err := client.do(cmd.Context(), http.MethodPost, "/api/v1/keys", body, &created); err != nil {
 				return err
@@ -104,7 +88,7 @@ func keysListCommand() *cobra.Command {
 				return err
 			}
 			var resp struct {
-				Keys []apiKey `json:"keys"`
+				Keys []adminapi.KeyView `json:"keys"`
 			}
 			if err := client.do(cmd.Context(), http.MethodGet, "/api/v1/keys", nil, &resp); err != nil {
 				return err
@@ -146,7 +130,7 @@ func keysRevokeCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var k apiKey
+			var k adminapi.KeyView
 			if err := client.do(cmd.Context(), http.MethodPost, "/api/v1/keys/"+url.PathEscape(args[0])+"/revoke", nil, &k); err != nil {
 				return err
 			}
