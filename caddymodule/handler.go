@@ -275,8 +275,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return next.ServeHTTP(w, r) // an explicit, reviewed choice
 	}
 	id := requestID(r, start)
-	r.Header.Set(requestIDHeader, id)
-	w.Header().Set(requestIDHeader, id)
+	r.Header.Set(requestIDKey, id)
+	w.Header().Set(requestIDKey, id)
 
 	h.startEvent(ev, r, start, id)
 	info := clientInfo(r)
@@ -546,7 +546,7 @@ func (tw *timingWriter) ReadFrom(r io.Reader) (int64, error) {
 // headersOut runs once, just before the final response headers are sent.
 func (tw *timingWriter) headersOut() {
 	if tw.firstByte.CompareAndSwap(0, time.Now().UnixNano()) {
-		tw.Header().Set(requestIDHeader, tw.requestID)
+		tw.Header().Set(requestIDKey, tw.requestID)
 	}
 }
 

@@ -11,6 +11,11 @@ import (
 // the application.
 const requestIDHeader = "X-Request-ID"
 
+// requestIDKey is requestIDHeader as net/http stores it. Header.Get and
+// Header.Set canonicalize their key, and canonicalizing one that is not
+// canonical yet allocates: four allocations per request on the hot path.
+var requestIDKey = http.CanonicalHeaderKey(requestIDHeader)
+
 // maxRequestIDLen bounds an incoming id we are willing to trust.
 const maxRequestIDLen = 128
 
@@ -18,7 +23,7 @@ const maxRequestIDLen = 128
 // new ULID. A malformed one is replaced rather than stored: it is
 // attacker-chosen text that would otherwise flow into logs and the app.
 func requestID(r *http.Request, now time.Time) string {
-	if id := r.Header.Get(requestIDHeader); validRequestID(id) {
+	if id := r.Header.Get(requestIDKey); validRequestID(id) {
 		return id
 	}
 	return storage.NewID(now)

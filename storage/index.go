@@ -515,13 +515,18 @@ type indexBatch struct {
 	// last is the value each index saw last, and its changes: most events
 	// share their kind, risk level, method... with the one before.
 	last [numIndexes]*valueOps
-	// slab hands out valueOps a chunk at a time.
-	slab []valueOps
+	// slab hands out valueOps a chunk at a time; slabSize is the size of
+	// the last chunk, doubled for the next (see nextChunk).
+	slab     []valueOps
+	slabSize int
 	// arena backs the block values written: bbolt keeps a reference to
 	// every value until the commit, so they cannot share a buffer that is
 	// reused, but they can be carved from a few large ones.
 	arena []byte
 	key   []byte // block key scratch (bbolt copies keys)
+	// entries is the scratch a block is decoded into and merged in; the
+	// encoded block is copied into arena, so one serves every value.
+	entries []pos
 	// values backs the event records and chain links of the batch, for
 	// the same reason as arena: one allocation per 256 KiB instead of two
 	// per event.
@@ -531,11 +536,21 @@ type indexBatch struct {
 // carve returns n bytes that stay valid until the transaction ends.
 func (b *indexBatch) carve(n int) []byte {
 	if cap(b.values)-len(b.values) < n {
-		b.values = make([]byte, 0, max(256<<10, n))
+		b.values = nextChunk(cap(b.values), n, 256<<10)
 	}
 	start := len(b.values)
 	b.values = b.values[:start+n]
 	return b.values[start : start+n : start+n]
+}
+
+// nextChunk returns an empty buffer with room for at least n bytes, to
+// follow a full one of capacity prev. Chunks start small and double up to
+// limit: the writer commits a few dozen events per transaction under
+// moderate load, and a fixed limit-sized first chunk made every such
+// transaction allocate (and zero) some 450 KiB across its arenas, which
+// the garbage collector then paid for on every core.
+func nextChunk(prev, n, limit int) []byte {
+	return make([]byte, 0, max(min(max(2*prev, 4<<10), limit), n))
 }
 
 // openBatches holds the batch open in each write transaction, so that
@@ -629,7 +644,8 @@ func (b *indexBatch) list(id indexID, v []byte) *valueOps {
 	o := m[string(v)]
 	if o == nil {
 		if len(b.slab) == 0 {
-			b.slab = make([]valueOps, 1024)
+			b.slabSize = min(max(2*b.slabSize, 32), 1024)
+			b.slab = make([]valueOps, b.slabSize)
 		}
 		o = &b.slab[0]
 		b.slab = b.slab[1:]
@@ -643,8 +659,8 @@ func (b *indexBatch) list(id indexID, v []byte) *valueOps {
 
 // entryKey returns the key of value v's block holding p alone.
 func (b *indexBatch) entryKey(id indexID, v []byte, p pos) []byte {
-	if cap(b.keyArena)-len(b.keyArena) < 2*maxIndexedValue+1+suffixLen {
-		b.keyArena = make([]byte, 0, 64<<10)
+	if need := 2*maxIndexedValue + 1 + suffixLen; cap(b.keyArena)-len(b.keyArena) < need {
+		b.keyArena = nextChunk(cap(b.keyArena), need, 64<<10)
 	}
 	start := len(b.keyArena)
 	b.keyArena = p.append(valuePrefix(b.keyArena, id, v))
@@ -737,7 +753,8 @@ func (b *indexBatch) flushSingle(id indexID) error {
 
 // insert merges sorted positions into the blocks of one value.
 func (b *indexBatch) insert(bk *bolt.Bucket, c *bolt.Cursor, prefix []byte, adds []pos, scratch *[]byte) error {
-	var entries []pos
+	entries := b.entries
+	defer func() { b.entries = entries[:0] }()
 	for len(adds) > 0 {
 		// The block that takes adds[0] is the one at or below it or, when
 		// adds[0] is older than all of the value's blocks, the first one.
@@ -799,7 +816,8 @@ func (b *indexBatch) insert(bk *bolt.Bucket, c *bolt.Cursor, prefix []byte, adds
 
 // remove deletes sorted positions from the blocks of one value.
 func (b *indexBatch) remove(bk *bolt.Bucket, c *bolt.Cursor, prefix []byte, dels []pos, scratch *[]byte) error {
-	var entries []pos
+	entries := b.entries
+	defer func() { b.entries = entries[:0] }()
 	for len(dels) > 0 {
 		k, v, first, ok := seekBlock(c, prefix, dels[0], scratch)
 		if !ok {
@@ -855,7 +873,7 @@ func (b *indexBatch) encode(entries []pos) []byte {
 	}
 	// Two varints per position, at most 10 bytes each.
 	if need := 20 * (len(entries) - 1); cap(b.arena)-len(b.arena) < need {
-		b.arena = make([]byte, 0, max(64<<10, need))
+		b.arena = nextChunk(cap(b.arena), need, 64<<10)
 	}
 	start := len(b.arena)
 	b.arena = appendBlock(b.arena, entries)
