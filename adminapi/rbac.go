@@ -576,12 +576,13 @@ func (a *api) deleteBinding(w http.ResponseWriter, r *http.Request) {
 // problem, naming the field, itself; custom says whether the role is
 // custom.
 func (a *api) checkGrant(w http.ResponseWriter, r *http.Request, role, ws string) (custom, ok bool) {
-	if _, builtin := builtinRoles[role]; !builtin {
+	perms := builtinRoles[role]
+	if perms == nil {
 		if err := storage.ValidRoleName(role); err != nil {
 			writeProblem(w, r, http.StatusBadRequest, "field \"role\": "+err.Error())
 			return false, false
 		}
-		_, err := a.store.GetRole(role)
+		stored, err := a.store.GetRole(role)
 		switch {
 		case errors.Is(err, storage.ErrNotFound):
 			writeProblem(w, r, http.StatusNotFound, fmt.Sprintf("field \"role\": no role named %q (see GET /api/v1/roles)", role))
@@ -590,15 +591,10 @@ func (a *api) checkGrant(w http.ResponseWriter, r *http.Request, role, ws string
 			a.storeError(w, r, "reading a role", err)
 			return false, false
 		}
-		custom = true
+		custom, perms = true, knownPerms(stored.Permissions)
 	}
 	if detail := checkWorkspaceName(ws); detail != "" {
 		writeProblem(w, r, http.StatusBadRequest, detail)
-		return false, false
-	}
-	perms, err := a.rolePermissions(role)
-	if err != nil {
-		a.storeError(w, r, "reading a role", err)
 		return false, false
 	}
 	return custom, a.mayGrant(w, r, perms, ws, fmt.Sprintf("role %q", role))
@@ -612,12 +608,7 @@ func (a *api) checkGrant(w http.ResponseWriter, r *http.Request, role, ws string
 // admin. Admin holds everything globally, so admins may grant anything.
 func (a *api) mayGrant(w http.ResponseWriter, r *http.Request, perms []string, ws, what string) bool {
 	key, _ := principalFrom(r.Context())
-	acc, err := a.resolve(key)
-	if err != nil {
-		a.storeError(w, r, "resolving the API key's roles", err)
-		return false
-	}
-	lacking := acc.lacking(perms, ws)
+	lacking := scopeFrom(r).acc.lacking(perms, ws)
 	if len(lacking) == 0 {
 		return true
 	}

@@ -99,7 +99,14 @@ func (a *api) rolePermissions(role string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	return slices.DeleteFunc(custom.Permissions, func(p string) bool { return !knownPermission(p) }), nil
+	return knownPerms(custom.Permissions), nil
+}
+
+// knownPerms keeps the permissions of a stored custom role that this
+// build knows: one written by a newer version or by hand grants only
+// what is known.
+func knownPerms(perms []string) []string {
+	return slices.DeleteFunc(slices.Clone(perms), func(p string) bool { return !knownPermission(p) })
 }
 
 // resolve computes the access of key: its own role in its own workspace,
@@ -140,10 +147,24 @@ func (a *api) resolve(key storage.APIKey) (access, error) {
 // scopeKey carries the requestScope of the permission a route required.
 type scopeKey struct{}
 
-// requestScope is the scope a request's route permission resolved to.
+// requestScope is the scope a request's route permission resolved to,
+// and the caller's whole access it was resolved from, so a handler that
+// checks more (what the caller may grant, whether it may read alerts too)
+// does not read the store for it again.
 type requestScope struct {
 	perm string
 	scope
+	acc access
+}
+
+// holds reports whether acc holds perm in workspace ws, or everywhere
+// when ws is "".
+func (acc access) holds(perm, ws string) bool {
+	sc := acc.perms[perm]
+	if ws == "" {
+		return sc.Global
+	}
+	return sc.has(ws)
 }
 
 // scopeFrom returns the resolved scope of r's route permission; a request
@@ -173,7 +194,7 @@ func (a *api) require(perm string, h http.HandlerFunc) http.HandlerFunc {
 				a.storeError(w, r, "resolving the API key's roles", err)
 				return
 			}
-			rs.scope = acc.perms[perm]
+			rs.scope, rs.acc = acc.perms[perm], acc
 			if rs.none() {
 				detail := fmt.Sprintf("role %q does not grant %s", key.Role, perm)
 				if n := len(acc.bindings); n > 0 {
