@@ -76,11 +76,13 @@ func TestCorruptPageIsAnErrorNotAPanic(t *testing.T) {
 		t.Fatal(err)
 	}
 	garbage := bytes.Repeat([]byte{0xff}, 4096)
-	if _, err := f.WriteAt(garbage, int64(pgid)*int64(os.Getpagesize())); err != nil {
+	if _, err := f.WriteAt(garbage, int64(pgid)*int64(s.db.Info().PageSize)); err != nil {
 		t.Fatal(err)
 	}
 	f.Close()
-	_, err = s.Query(Filter{User: "nobody"}, 10, "")
+	// No filter: the query must walk the event pages themselves (a user
+	// filter is answered from its index and would never touch them).
+	_, err = s.Query(Filter{}, 10, "")
 	if err == nil {
 		t.Skip("bbolt read around the damaged page; nothing to check")
 	}

@@ -2,7 +2,6 @@ package storage
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
@@ -59,20 +58,24 @@ func migrate1to2(s *Store) error {
 				after = binary.BigEndian.Uint64(v)
 			}
 			c := tx.Bucket(bucketEvents).Cursor()
-			n := 0
+			batch := make([]Event, 0, migrationBatch)
 			k, v := c.Seek(u64(after + 1))
-			for ; k != nil && n < migrationBatch; k, v = c.Next() {
+			for ; k != nil && len(batch) < migrationBatch; k, v = c.Next() {
 				var ev Event
-				// Schema 1 stored the event as plain JSON.
-				if err := json.Unmarshal(v, &ev); err != nil {
+				// decodeEvent reads schema 1's plain JSON as every read does.
+				if err := decodeEvent(v, &ev); err != nil {
 					return fmt.Errorf("event seq %d: %w", binary.BigEndian.Uint64(k), err)
 				}
 				ev.Seq = binary.BigEndian.Uint64(k)
-				if err := putEvent(tx, &ev); err != nil {
-					return fmt.Errorf("event seq %d: %w", ev.Seq, err)
+				batch = append(batch, ev)
+			}
+			// The rewrites come after the walk: a bbolt cursor is not safe
+			// across Puts into the bucket it traverses.
+			for i := range batch {
+				if err := putEvent(tx, &batch[i]); err != nil {
+					return fmt.Errorf("event seq %d: %w", batch[i].Seq, err)
 				}
-				after = ev.Seq
-				n++
+				after = batch[i].Seq
 			}
 			if k != nil {
 				return meta.Put(keyMigratedThrough, u64(after))
