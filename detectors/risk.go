@@ -109,7 +109,7 @@ func (s *Scorer) Score(ev *storage.Event) {
 	// pattern spans the "?".
 	kind := attackPattern(lowerPath)
 	if kind == "" && ev.Query != "" {
-		kind = attackPattern(lowerQuery(ev.Query))
+		kind = attackPattern(strings.ToLower(ev.Query))
 	}
 	if kind != "" {
 		add("attack_pattern", Critical, kind)
@@ -140,17 +140,6 @@ func (s *Scorer) Score(ev *storage.Event) {
 	ev.RiskScore = score
 	ev.RiskLevel = Level(score)
 	ev.Suspicious = score >= SuspiciousScore
-}
-
-// lowerQuery lowers a query only when it has upper-case letters, so the
-// common case does not allocate.
-func lowerQuery(q string) string {
-	for i := 0; i < len(q); i++ {
-		if c := q[i]; 'A' <= c && c <= 'Z' || c >= 0x80 {
-			return strings.ToLower(q)
-		}
-	}
-	return q
 }
 
 // Level names a score's band.
