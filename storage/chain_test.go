@@ -23,13 +23,7 @@ import (
 // test's data directory.
 func openChainStore(t testing.TB) *Store {
 	t.Helper()
-	dir := t.TempDir()
-	s, err := Open(filepath.Join(dir, "audit.db"), Options{CheckpointKeyPath: filepath.Join(dir, "checkpoint.key")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	return s
+	return openTemp(t, Options{CheckpointKeyPath: filepath.Join(t.TempDir(), "checkpoint.key")})
 }
 
 var chainBase = time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
@@ -637,5 +631,21 @@ func TestAppendRejectsSeqBehindHead(t *testing.T) {
 	})
 	if err == nil || !strings.Contains(err.Error(), "chain head") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// chainedOf builds the chained part with encoding/json field by field:
+// the reference appendChained is checked against.
+func chainedOf(ev *Event) chainedFields {
+	return chainedFields{
+		ID: ev.ID, Time: ev.Time, Kind: ev.Kind, Stage: ev.Stage, Action: ev.Action,
+		Level: ev.Level, Rule: ev.Rule, Tags: ev.Tags, RequestID: ev.RequestID, Method: ev.Method, Scheme: ev.Scheme,
+		Host: ev.Host, Path: ev.Path, Proto: ev.Proto, Status: ev.Status,
+		Outcome: ev.Outcome, DurationNS: ev.DurationNS, TTFBNS: ev.TTFBNS,
+		BytesIn: ev.BytesIn, BytesOut: ev.BytesOut, TLSVersion: ev.TLSVersion,
+		TLSCipher: ev.TLSCipher, UserSource: ev.UserSource, UserVerified: ev.UserVerified,
+		Workspace: ev.Workspace, UpstreamError: ev.UpstreamError, RiskScore: ev.RiskScore,
+		RiskLevel: ev.RiskLevel, RiskFactors: ev.RiskFactors, Suspicious: ev.Suspicious,
+		Details: ev.Details,
 	}
 }

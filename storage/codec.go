@@ -190,20 +190,6 @@ type personalFields struct {
 	ResponseBody    *Body               `json:"response_body,omitempty"`
 }
 
-func chainedOf(ev *Event) chainedFields {
-	return chainedFields{
-		ID: ev.ID, Time: ev.Time, Kind: ev.Kind, Stage: ev.Stage, Action: ev.Action,
-		Level: ev.Level, Rule: ev.Rule, Tags: ev.Tags, RequestID: ev.RequestID, Method: ev.Method, Scheme: ev.Scheme,
-		Host: ev.Host, Path: ev.Path, Proto: ev.Proto, Status: ev.Status,
-		Outcome: ev.Outcome, DurationNS: ev.DurationNS, TTFBNS: ev.TTFBNS,
-		BytesIn: ev.BytesIn, BytesOut: ev.BytesOut, TLSVersion: ev.TLSVersion,
-		TLSCipher: ev.TLSCipher, UserSource: ev.UserSource, UserVerified: ev.UserVerified,
-		Workspace: ev.Workspace, UpstreamError: ev.UpstreamError, RiskScore: ev.RiskScore,
-		RiskLevel: ev.RiskLevel, RiskFactors: ev.RiskFactors, Suspicious: ev.Suspicious,
-		Details: ev.Details,
-	}
-}
-
 func personalOf(ev *Event) personalFields {
 	return personalFields{
 		User: ev.User, ClientIP: ev.ClientIP, ClientPort: ev.ClientPort,
