@@ -99,8 +99,7 @@ func (a *api) importLog(w http.ResponseWriter, r *http.Request) {
 	rd := logimport.NewReader(r.Body, logimport.Options{
 		Format:          q.format,
 		Source:          source,
-		Redact:          a.redactor.Query,
-		Headers:         a.redactor.Headers,
+		Redactor:        a.redactor,
 		WorkspaceHeader: q.workspaceHeader,
 	})
 	sorted := logimport.Sorted(rd, importSlack)

@@ -235,7 +235,7 @@ func TestBackfill(t *testing.T) {
 			if f := Detect(data[:bytes.IndexByte(data, '\n')]); f != tc.format {
 				t.Fatalf("Detect = %v, want %v", f, tc.format)
 			}
-			opts := Options{Redact: red.Query, Headers: red.Headers, WorkspaceHeader: "X-Workspace-ID"}
+			opts := Options{Redactor: red, WorkspaceHeader: "X-Workspace-ID"}
 			got, ids, st := replay(t, tc.name, data, opts)
 			t.Logf("%d events, alerts: %v", st.Events, got)
 			if st.Errors != 0 || st.Events != int64(len(reqs)) {

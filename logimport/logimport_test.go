@@ -19,7 +19,7 @@ var testRedactor = policy.NewRedactor([]byte("logimport-test-key"), nil, nil)
 
 // withRedactor is what a caller normally passes.
 func withRedactor(o Options) Options {
-	o.Redact, o.Headers = testRedactor.Query, testRedactor.Headers
+	o.Redactor = testRedactor
 	return o
 }
 
@@ -441,5 +441,37 @@ func TestReservedWorkspaceRefused(t *testing.T) {
 		if ev.Workspace != "" || ev.Details["reserved_workspace_claimed"] == nil {
 			t.Errorf("%s: workspace %q details %v", name, ev.Workspace, ev.Details)
 		}
+	}
+}
+
+// TestImportRedactsLikeTheLiveHandler: a logged referer, path and user
+// agent go through the same redactor calls as live traffic, so a token in
+// a referer's fragment, a card number in a path or a password pair in a
+// user agent is no more in clear in an import than in a live event.
+func TestImportRedactsLikeTheLiveHandler(t *testing.T) {
+	const (
+		card     = "4111111111111111"
+		fragment = "https://idp.example/cb#access_token=frag-secret-123"
+		agent    = "bot/1.0 password=ua-secret-456"
+	)
+	line := `192.0.2.8 - - [10/Oct/2025:13:55:36 +0200] "GET /cards/` + card + `/view HTTP/1.1" 200 12 "` + fragment + `" "` + agent + `"`
+	ev := importOne(t, line, withRedactor(Options{Format: FormatCombined}))
+	for _, c := range []struct{ field, got, want string }{
+		{"referer", ev.Referer, testRedactor.URL(fragment)},
+		{"path", ev.Path, testRedactor.Path("/cards/" + card + "/view")},
+		{"user_agent", ev.UserAgent, testRedactor.Text(agent)},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s = %q, want %q as the live handler stores it", c.field, c.got, c.want)
+		}
+	}
+	for _, secret := range []string{card, "frag-secret-123", "ua-secret-456"} {
+		if s := ev.Referer + ev.Path + ev.UserAgent; strings.Contains(s, secret) {
+			t.Errorf("%q stored in clear: %s", secret, s)
+		}
+	}
+	// Without a redactor the referer keeps neither query nor fragment.
+	if ev := importOne(t, line, Options{Format: FormatCombined}); ev.Referer != "https://idp.example/cb" {
+		t.Errorf("referer without a redactor = %q", ev.Referer)
 	}
 }

@@ -37,17 +37,14 @@ type Options struct {
 	// seeds the event ids; use the file's path.
 	Source string
 
-	// Redact turns a raw query string into one fit to store; pass
-	// (*policy.Redactor).Query. The referer's query goes through it too.
-	// When nil, queries are dropped entirely: without a redactor a token=
-	// or password= parameter would reach the store in clear.
-	Redact func(rawQuery string) string
-
-	// Headers turns logged request and response headers (Caddy JSON only)
-	// into stored ones; pass (*policy.Redactor).Headers. When nil, headers
-	// are not stored (User-Agent, Referer, X-Request-ID and
-	// X-Forwarded-For still fill their own fields).
-	Headers func(http.Header) map[string][]string
+	// Redactor makes logged values fit to store exactly as the live
+	// handler does: queries and fragments, paths, user agents, referers
+	// and headers go through it. When nil, queries and the raw request
+	// line are dropped and headers are not stored (without a redactor a
+	// token= or password= parameter would reach the store in clear);
+	// User-Agent, Referer (without its query), X-Request-ID and
+	// X-Forwarded-For still fill their own fields.
+	Redactor *policy.Redactor
 
 	// Workspace returns the event's workspace from the event and the
 	// logged request headers (nil for CLF), such as a tenant derived from
@@ -371,7 +368,7 @@ func (r *Reader) event(rec *record, f Format) storage.Event {
 		BytesOut:   rec.bytesOut,
 		ClientIP:   policy.Clean(rec.clientIP),
 		ClientPort: rec.port,
-		UserAgent:  policy.Clean(rec.userAgent),
+		UserAgent:  r.text(rec.userAgent),
 		Referer:    r.referer(rec.referer),
 		TLSVersion: rec.tlsVersion,
 		TLSCipher:  rec.tlsCipher,
@@ -393,9 +390,12 @@ func (r *Reader) event(rec *record, f Format) storage.Event {
 		ev.Host = policy.Clean(host)
 	}
 	ev.Path = policy.Clean(path)
+	if o.Redactor != nil {
+		ev.Path = o.Redactor.Path(path)
+	}
 	if query != "" {
-		if o.Redact != nil {
-			ev.Query = policy.Clean(o.Redact(query))
+		if o.Redactor != nil {
+			ev.Query = policy.Clean(o.Redactor.Query(query))
 		} else {
 			ev.Details["query_dropped"] = true
 		}
@@ -403,8 +403,8 @@ func (r *Reader) event(rec *record, f Format) storage.Event {
 	if rec.rawRequest != "" {
 		// Not a request line; its query-like parts are not parsed, so it
 		// is stored only through the redactor, like a query.
-		if o.Redact != nil {
-			ev.Details["request_line"] = policy.Clean(o.Redact(rec.rawRequest))
+		if o.Redactor != nil {
+			ev.Details["request_line"] = policy.Clean(o.Redactor.Query(rec.rawRequest))
 		} else {
 			ev.Details["request_line_dropped"] = true
 		}
@@ -424,13 +424,13 @@ func (r *Reader) event(rec *record, f Format) storage.Event {
 			}
 		}
 	}
-	if o.Headers != nil {
+	if o.Redactor != nil {
 		if len(rec.headers) > 0 {
 			// policy.Redactor.Headers redacts the Referer's query itself.
-			ev.RequestHeaders = o.Headers(rec.headers)
+			ev.RequestHeaders = o.Redactor.Headers(rec.headers)
 		}
 		if len(rec.respHeaders) > 0 {
-			ev.ResponseHeaders = o.Headers(rec.respHeaders)
+			ev.ResponseHeaders = o.Redactor.Headers(rec.respHeaders)
 		}
 		if ev.RequestHeaders != nil || ev.ResponseHeaders != nil {
 			ev.Level = "headers" // what the live handler records at that level
@@ -447,25 +447,26 @@ func (r *Reader) event(rec *record, f Format) storage.Event {
 	return ev
 }
 
-// referer keeps the referer with its query redacted like the request's: a
-// referer is another page's URL and can carry its tokens.
+// referer keeps the referer redacted as the live handler keeps it
+// (policy.Redactor.URL: path patterns, query, fragment): a referer is
+// another page's URL and can carry its tokens. Without a redactor only
+// the part before any query or fragment is kept.
 func (r *Reader) referer(ref string) string {
-	if ref == "" {
-		return ""
+	if r.opts.Redactor != nil {
+		return r.opts.Redactor.URL(ref)
 	}
-	base, q, ok := strings.Cut(ref, "?")
-	if !ok {
-		return policy.Clean(ref)
+	base, _, _ := strings.Cut(ref, "#")
+	base, _, _ = strings.Cut(base, "?")
+	return policy.Clean(base)
+}
+
+// text is a free-text value (a user agent) fit to store: value patterns
+// and name=value secrets replaced when there is a redactor.
+func (r *Reader) text(s string) string {
+	if r.opts.Redactor != nil {
+		return r.opts.Redactor.Text(s)
 	}
-	if r.opts.Redact == nil {
-		return policy.Clean(base)
-	}
-	frag := ""
-	if i := strings.IndexByte(q, '#'); i >= 0 {
-		// Fragments carry OAuth implicit-flow tokens, as policy.Redactor.URL knows.
-		q, frag = q[:i], "#"+r.opts.Redact(q[i+1:])
-	}
-	return policy.Clean(base + "?" + r.opts.Redact(q) + frag)
+	return policy.Clean(s)
 }
 
 // splitURI splits a request URI into scheme and host (absolute form only),
