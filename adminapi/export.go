@@ -125,10 +125,9 @@ type exportJob struct {
 	action string
 	// file is the stem of the suggested file name.
 	file string
-	// format is the key of exportFormats; fm overrides that entry's
-	// content type and extension when set.
+	// format is the key of exportFormats: it sets the content type and
+	// the file name's extension.
 	format string
-	fm     *exportFormat
 	// details go into the audit event with the figures of the export.
 	details map[string]any
 }
@@ -178,9 +177,6 @@ func (x *exportWriter) Write(p []byte) (int, error) {
 func (a *api) streamExport(w http.ResponseWriter, r *http.Request, key storage.APIKey, job exportJob,
 	produce func(io.Writer) (rows int64, verifiable bool, err error)) {
 	f := exportFormats[job.format]
-	if job.fm != nil {
-		f = *job.fm
-	}
 	h := w.Header()
 	h.Set("Content-Type", f.contentType)
 	h.Set("Content-Disposition", `attachment; filename="`+job.file+`.`+f.ext+`"`)

@@ -51,16 +51,7 @@ type eventLinesFormat struct{}
 
 func (eventLinesFormat) header(*bufio.Writer) error { return nil }
 
-func (eventLinesFormat) row(w *bufio.Writer, ev *storage.Event) error {
-	b, err := json.Marshal(ev)
-	if err != nil {
-		return err
-	}
-	if _, err := w.Write(b); err != nil {
-		return err
-	}
-	return w.WriteByte('\n')
-}
+func (eventLinesFormat) row(w *bufio.Writer, ev *storage.Event) error { return writeLine(w, ev) }
 
 func (eventLinesFormat) footer(*bufio.Writer) error { return nil }
 

@@ -186,8 +186,6 @@ func (a *api) subjectExport(w http.ResponseWriter, r *http.Request) {
 	var rows rowFormat = eventLinesFormat{}
 	if q.format == "json" {
 		rows = &jsonFormat{}
-	} else {
-		job.fm = &exportFormat{contentType: "application/x-ndjson", ext: "ndjson"}
 	}
 	if f.Workspace != "" {
 		job.details["workspace"] = f.Workspace

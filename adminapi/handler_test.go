@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -204,4 +205,9 @@ func TestRouting(t *testing.T) {
 			}
 		})
 	}
+}
+
+// hasPermission reports whether the built-in role grants perm.
+func hasPermission(role, perm string) bool {
+	return slices.Contains(builtinRoles[role], perm)
 }

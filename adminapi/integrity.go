@@ -78,11 +78,7 @@ func (a *api) verify(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req verifyRequest
-	if tooLarge, err := decodeOptionalJSON(w, r, maxCheckpointBody, &req); tooLarge {
-		writeProblem(w, r, http.StatusRequestEntityTooLarge, err.Error()+"; it holds one checkpoint")
-		return
-	} else if err != nil {
-		writeProblem(w, r, http.StatusBadRequest, "the body must be {\"checkpoint\": {...}} as GET /api/v1/integrity/checkpoint returns it: "+err.Error())
+	if !readJSON(w, r, maxCheckpointBody, &req, false, `{"checkpoint": {...}} as GET /api/v1/integrity/checkpoint returns it`) {
 		return
 	}
 	rep, err := a.store.Verify(r.Context(), req.Checkpoint)

@@ -90,10 +90,6 @@ type keysResponse struct {
 // listKeys serves GET /api/v1/keys.
 func (a *api) listKeys(w http.ResponseWriter, r *http.Request) {
 	key, _ := principalFrom(r.Context())
-	if r.URL.RawQuery != "" {
-		writeProblem(w, r, http.StatusBadRequest, "this endpoint takes no query parameters")
-		return
-	}
 	keys, err := a.store.ListAPIKeys()
 	if err != nil {
 		a.storeError(w, r, "listing API keys", err)

@@ -69,16 +69,10 @@ func (a *api) storeError(w http.ResponseWriter, r *http.Request, doing string, e
 	writeProblem(w, r, http.StatusInternalServerError, doing+" failed ("+storage.ErrorKind(err)+"); see the server log")
 }
 
-// decodeOptionalJSON reads a JSON body of at most max bytes into v,
-// refusing unknown fields so a typo is an error rather than ignored. An
-// empty body leaves v as it is. tooLarge says the body was over max.
-func decodeOptionalJSON(w http.ResponseWriter, r *http.Request, max int64, v any) (tooLarge bool, err error) {
-	_, tooLarge, err = decodeJSON(w, r, max, v)
-	return tooLarge, err
-}
-
-// decodeJSON is decodeOptionalJSON that also reports whether there was a
-// body at all.
+// decodeJSON reads a JSON body of at most max bytes into v, refusing
+// unknown fields so a typo is an error rather than ignored, and reports
+// whether there was a body at all (an empty one leaves v as it is) and
+// whether it was over max.
 func decodeJSON(w http.ResponseWriter, r *http.Request, max int64, v any) (present, tooLarge bool, err error) {
 	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
 	if err != nil {

@@ -339,12 +339,7 @@ func detailInt(d map[string]any, k string) int64 {
 
 // share is n/of, 0 when of is 0, rounded to 4 decimals so reports are
 // stable to compare.
-func share(n, of int64) float64 {
-	if of == 0 {
-		return 0
-	}
-	return round(float64(n)/float64(of), 4)
-}
+func share(n, of int64) float64 { return round(ratio(n, of), 4) }
 
 // round rounds v to the given number of decimals: the one rounding of
 // the reports' shares, averages and score components.

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -313,8 +312,7 @@ func (a *api) riskTop(w http.ResponseWriter, r *http.Request) {
 	rc.env.Totals.Events = rows
 	rc.addQuery("events", filterDetails(f), rows, "")
 	items := make([]RiskTopItem, 0, len(aggs))
-	for _, k := range slices.Collect(maps.Keys(aggs)) {
-		g := aggs[k]
+	for k, g := range aggs {
 		items = append(items, RiskTopItem{Key: k, Events: g.events, SumScore: g.sum, MaxScore: g.max, Suspicious: g.suspicious})
 	}
 	slices.SortFunc(items, func(x, y RiskTopItem) int {

@@ -208,11 +208,6 @@ func (a *api) require(perm string, h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-// hasPermission reports whether the built-in role grants perm.
-func hasPermission(role, perm string) bool {
-	return slices.Contains(builtinRoles[role], perm)
-}
-
 // scopeFilter confines f to where the caller holds the route's
 // permission. A global grant leaves f as it is. A grant in one workspace
 // forces f to it. A grant in several needs f to name one of them (the

@@ -284,13 +284,6 @@ func (t *badKeyThrottle) alertDue(st *badKeyState, now time.Time) (due, overBudg
 	return true, false
 }
 
-// tracked returns how many clients the throttle remembers.
-func (t *badKeyThrottle) tracked() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return len(t.addrs)
-}
-
 // throttled refuses a request from an address that is blocked, with the
 // wait in Retry-After, and records the refusal.
 func (a *api) throttled(w http.ResponseWriter, r *http.Request, wait time.Duration) {

@@ -410,3 +410,10 @@ func TestThrottleAlertFlood(t *testing.T) {
 		t.Errorf("%d alerts not updated, %d current; want 10 and 20", stale, current)
 	}
 }
+
+// tracked returns how many clients the throttle remembers.
+func (t *badKeyThrottle) tracked() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.addrs)
+}
