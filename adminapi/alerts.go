@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -87,12 +86,7 @@ var alertParams = params[alertsQuery]{
 		parse: func(q *alertsQuery, v string) error { q.cursor = v; return nil }},
 	"limit": {doc: fmt.Sprintf("Page size, 1-%d (default %d).", storage.MaxPageSize, defaultPageSize), typ: "integer",
 		parse: func(q *alertsQuery, v string) error {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 || n > storage.MaxPageSize {
-				return fmt.Errorf("expects a number of alerts between 1 and %d", storage.MaxPageSize)
-			}
-			q.limit = n
-			return nil
+			return intIn(v, 1, storage.MaxPageSize, &q.limit, "a number of alerts")
 		}},
 }
 

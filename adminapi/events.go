@@ -97,12 +97,7 @@ var eventParams = params[eventsQuery]{
 		}},
 	"status": {doc: "Response status code.", typ: "integer",
 		parse: func(q *eventsQuery, v string) error {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 100 || n > 599 {
-				return errors.New("expects an HTTP status code between 100 and 599")
-			}
-			q.filter.Status = n
-			return nil
+			return intIn(v, 100, 599, &q.filter.Status, "an HTTP status code")
 		}},
 	"path_prefix": {doc: "Events whose path starts with this, such as /api/.",
 		parse: func(q *eventsQuery, v string) error {
@@ -149,14 +144,7 @@ var eventParams = params[eventsQuery]{
 			return errors.New("expects low, medium, high or critical")
 		}},
 	"min_risk": {doc: "Events with at least this risk score (0-100).", typ: "integer",
-		parse: func(q *eventsQuery, v string) error {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 0 || n > 100 {
-				return errors.New("expects a risk score from 0 to 100")
-			}
-			q.filter.MinRisk = n
-			return nil
-		}},
+		parse: func(q *eventsQuery, v string) error { return intIn(v, 0, 100, &q.filter.MinRisk, "a risk score") }},
 	"suspicious": {doc: "true: only events scored suspicious (risk >= 40); false: only the others.", typ: "boolean",
 		parse: func(q *eventsQuery, v string) error {
 			b, err := strconv.ParseBool(v)
@@ -168,12 +156,7 @@ var eventParams = params[eventsQuery]{
 		}},
 	"limit": {doc: fmt.Sprintf("Page size, 1-%d (default %d).", storage.MaxPageSize, defaultPageSize), typ: "integer",
 		parse: func(q *eventsQuery, v string) error {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 || n > storage.MaxPageSize {
-				return fmt.Errorf("expects a number of events between 1 and %d", storage.MaxPageSize)
-			}
-			q.limit = n
-			return nil
+			return intIn(v, 1, storage.MaxPageSize, &q.limit, "a number of events")
 		}},
 }
 

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/caddy-audit/caddy-audit/storage"
@@ -30,14 +29,7 @@ type statsQuery struct {
 // statsParams are the filters plus the length of the top lists.
 var statsParams = filterParams(func(q *statsQuery) *eventsQuery { return &q.eventsQuery }, params[statsQuery]{
 	"top": {doc: fmt.Sprintf("Length of the top lists (users, paths, client addresses), 1-%d (default %d).", maxTop, defaultTop), typ: "integer",
-		parse: func(q *statsQuery, v string) error {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 || n > maxTop {
-				return fmt.Errorf("expects a number between 1 and %d", maxTop)
-			}
-			q.top = n
-			return nil
-		}},
+		parse: func(q *statsQuery, v string) error { return intIn(v, 1, maxTop, &q.top, "a number") }},
 })
 
 // eventStats is the body of GET /api/v1/events/stats.

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -55,6 +56,17 @@ func (ps params[Q]) docs() []paramDoc {
 		out = append(out, paramDoc{name: name, doc: p.doc, typ: p.typ, format: p.format})
 	}
 	return out
+}
+
+// intIn parses v into *dst as an integer from lo to hi; otherwise the
+// error says "expects <what> between lo and hi".
+func intIn(v string, lo, hi int, dst *int, what string) error {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		return fmt.Errorf("expects %s between %d and %d", what, lo, hi)
+	}
+	*dst = n
+	return nil
 }
 
 // paramError is a query parameter the API cannot use.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/caddy-audit/caddy-audit/storage"
@@ -247,14 +246,7 @@ var riskTopParams = liftParams(reportParams, func(q *riskTopQuery) *reportQuery 
 			return nil
 		}},
 	"limit": {doc: fmt.Sprintf("How many to list, 1-%d (default 10).", maxRiskTop), typ: "integer",
-		parse: func(q *riskTopQuery, v string) error {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 || n > maxRiskTop {
-				return fmt.Errorf("expects a number between 1 and %d", maxRiskTop)
-			}
-			q.limit = n
-			return nil
-		}},
+		parse: func(q *riskTopQuery, v string) error { return intIn(v, 1, maxRiskTop, &q.limit, "a number") }},
 })
 
 // riskAgg is one subject's running totals.
