@@ -140,7 +140,11 @@ func (h *Handler) prepare() error {
 	h.keyless = eng
 	h.engineOnce = new(sync.Once)
 	for i, level := range policy.Levels {
-		h.recorded[i] = metrics.recorded.WithLabelValues(level)
+		// Level none records nothing, so it has no series (initSeries
+		// leaves it out too) and its slot stays nil.
+		if level != LevelNone {
+			h.recorded[i] = metrics.recorded.WithLabelValues(level)
+		}
 	}
 	for i, level := range detectors.RiskLevels {
 		h.risk[i] = metrics.riskLevels.WithLabelValues(level)
@@ -448,7 +452,7 @@ func clientInfo(r *http.Request) client {
 		c.port, _ = strconv.Atoi(port)
 	}
 	for _, v := range r.Header.Values("X-Forwarded-For") {
-		for _, hop := range strings.Split(v, ",") {
+		for hop := range strings.SplitSeq(v, ",") {
 			if hop = strings.TrimSpace(hop); hop != "" {
 				c.forwardedFor = append(c.forwardedFor, hop)
 			}

@@ -26,7 +26,6 @@ const (
 // the pipeline does, so a reload is compared with what ran before it.
 type policyState struct {
 	applied bool
-	file    string
 	policy  *policy.Policy // effective; nil without a policy file
 	hash    string
 }
@@ -119,5 +118,5 @@ func (a *App) recordPolicy(p *pipeline) {
 	p.lifecycle(action, details)
 	p.logger.L().Info("audit policy in force", zap.String("action", action), zap.String("file", a.policyPath),
 		zap.String("sha256", hash), zap.Strings("changes", details["changes"].([]string)))
-	*st = policyState{applied: true, file: a.policyPath, policy: a.policy, hash: hash}
+	*st = policyState{applied: true, policy: a.policy, hash: hash}
 }

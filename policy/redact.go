@@ -203,9 +203,6 @@ func (r *Redactor) Text(s string) string {
 // address or a card number used as an identifier) replaced segment by
 // segment, in their decoded form.
 func (r *Redactor) Path(escaped string) string {
-	if r.patterns == 0 {
-		return Clean(escaped)
-	}
 	if !strings.Contains(escaped, "%") {
 		return r.Text(escaped)
 	}
@@ -225,9 +222,6 @@ func queryEscape(s string) string {
 // escaped applies the value patterns to the decoded form of an escaped
 // value, and escapes the result again if anything was replaced.
 func (r *Redactor) escaped(raw string, unescape func(string) (string, error), escape func(string) string) string {
-	if r.patterns == 0 {
-		return raw
-	}
 	if !strings.ContainsAny(raw, "%+") {
 		return r.text(raw, 1)
 	}
@@ -262,8 +256,12 @@ func (r *Redactor) appendToken(dst []byte, value string) []byte {
 
 // SensitiveHeader reports whether the header's values are secrets.
 func (r *Redactor) SensitiveHeader(name string) bool {
-	name = http.CanonicalHeaderKey(name)
-	return r.headers[name] || containsWord(strings.ToLower(name))
+	return r.sensitiveCanonical(http.CanonicalHeaderKey(name))
+}
+
+// sensitiveCanonical is SensitiveHeader for a name already canonical.
+func (r *Redactor) sensitiveCanonical(canon string) bool {
+	return r.headers[canon] || containsWord(strings.ToLower(canon))
 }
 
 // SensitiveParam reports whether the query parameter's value is a secret.
@@ -289,12 +287,13 @@ func (r *Redactor) Headers(h http.Header) map[string][]string {
 	}
 	out := make(map[string][]string, len(h))
 	for name, values := range h {
-		if r.allow != nil && !r.allow[http.CanonicalHeaderKey(name)] {
+		canon := http.CanonicalHeaderKey(name)
+		if r.allow != nil && !r.allow[canon] {
 			continue
 		}
 		// Decided once per header, not per value: this runs per request.
-		sensitive := r.SensitiveHeader(name)
-		isURL := urlHeaders[http.CanonicalHeaderKey(name)]
+		sensitive := r.sensitiveCanonical(canon)
+		isURL := urlHeaders[canon]
 		vals := make([]string, len(values))
 		for i, v := range values {
 			switch {
