@@ -21,6 +21,32 @@ type Request struct {
 	// and a user or workspace whose source is resolved after handling.
 	// A condition on something unknown neither holds nor fails.
 	Unknown Unknown
+
+	// norm is method, host and path in the form rules are compiled to,
+	// computed once however many rules and passes (Plan, then Match)
+	// look at the request: this runs on every proxied request.
+	norm struct {
+		done               bool
+		method, host, path string
+	}
+}
+
+// normalize cleans Path (dot segments and double slashes cannot dodge a
+// rule) and fills norm, once, when the first rule looks at the request: a
+// policy without rules pays nothing for it.
+func (req *Request) normalize() {
+	if req.norm.done {
+		return
+	}
+	req.Path = cleanPath(req.Path)
+	host := req.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	req.norm.method = strings.ToUpper(req.Method)
+	req.norm.host = strings.ToLower(strings.TrimSuffix(host, "."))
+	req.norm.path = strings.ToLower(req.Path)
+	req.norm.done = true
 }
 
 // Unknown is a set of request attributes not known yet.
@@ -244,13 +270,14 @@ const (
 )
 
 func (r *compiledRule) match(req *Request) tri {
-	if len(r.methods) > 0 && !slices.Contains(r.methods, strings.ToUpper(req.Method)) {
+	req.normalize()
+	if len(r.methods) > 0 && !slices.Contains(r.methods, req.norm.method) {
 		return no
 	}
-	if len(r.hosts) > 0 && !matchHost(r.hosts, req.Host) {
+	if len(r.hosts) > 0 && !matchHost(r.hosts, req.norm.host) {
 		return no
 	}
-	if len(r.literal)+len(r.paths) > 0 && !r.matchPath(req.Path) {
+	if len(r.literal)+len(r.paths) > 0 && !r.matchPath(req.norm.path) {
 		return no
 	}
 	out := yes
@@ -278,8 +305,8 @@ func (r *compiledRule) match(req *Request) tri {
 	return out
 }
 
-func (r *compiledRule) matchPath(p string) bool {
-	lp := strings.ToLower(p)
+// matchPath matches a cleaned, lower-cased path.
+func (r *compiledRule) matchPath(lp string) bool {
 	if slices.Contains(r.literal, lp) {
 		return true
 	}
@@ -291,11 +318,8 @@ func (r *compiledRule) matchPath(p string) bool {
 	return false
 }
 
+// matchHost matches a host without port or trailing dot, lower-cased.
 func matchHost(hosts []string, h string) bool {
-	if host, _, err := net.SplitHostPort(h); err == nil {
-		h = host
-	}
-	h = strings.ToLower(strings.TrimSuffix(h, "."))
 	for _, m := range hosts {
 		if sub, ok := strings.CutPrefix(m, "*."); ok {
 			if strings.HasSuffix(h, "."+sub) {
