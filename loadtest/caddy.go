@@ -17,6 +17,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/caddy-audit/caddy-audit/storage"
 )
 
 // binaries are the two Caddy builds under test, from this go.mod.
@@ -292,26 +294,8 @@ func (c *adminClient) do(ctx context.Context, method, path string, body []byte) 
 	return http.DefaultClient.Do(req)
 }
 
-// auditEvent is the part of an exported event the tests look at.
-type auditEvent struct {
-	ID             string              `json:"id"`
-	Seq            uint64              `json:"seq"`
-	Kind           string              `json:"kind"`
-	Stage          string              `json:"stage"`
-	Action         string              `json:"action"`
-	RequestID      string              `json:"request_id"`
-	Method         string              `json:"method"`
-	Path           string              `json:"path"`
-	Query          string              `json:"query"`
-	Status         int                 `json:"status"`
-	BytesIn        int64               `json:"bytes_in"`
-	UserAgent      string              `json:"user_agent"`
-	RequestHeaders map[string][]string `json:"request_headers"`
-	Details        map[string]any      `json:"details"`
-}
-
 // exportEvents streams the full NDJSON export.
-func (c *adminClient) exportEvents(ctx context.Context) ([]auditEvent, error) {
+func (c *adminClient) exportEvents(ctx context.Context) ([]storage.Event, error) {
 	resp, err := c.do(ctx, http.MethodGet, "/api/v1/events/export?format=ndjson", nil)
 	if err != nil {
 		return nil, err
@@ -321,10 +305,10 @@ func (c *adminClient) exportEvents(ctx context.Context) ([]auditEvent, error) {
 		b, _ := io.ReadAll(resp.Body)
 		return nil, fmt.Errorf("export: %s: %s", resp.Status, b)
 	}
-	var evs []auditEvent
+	var evs []storage.Event
 	dec := json.NewDecoder(resp.Body)
 	for {
-		var ev auditEvent
+		var ev storage.Event
 		if err := dec.Decode(&ev); err == io.EOF {
 			break
 		} else if err != nil {
@@ -335,16 +319,8 @@ func (c *adminClient) exportEvents(ctx context.Context) ([]auditEvent, error) {
 	return evs, nil
 }
 
-// verifyReport is the answer of POST /api/v1/integrity/verify.
-type verifyReport struct {
-	OK       bool            `json:"ok"`
-	Events   int64           `json:"events"`
-	LastSeq  uint64          `json:"last_seq"`
-	Problems json.RawMessage `json:"problems"`
-}
-
-func (c *adminClient) verify(ctx context.Context) (verifyReport, error) {
-	var rep verifyReport
+func (c *adminClient) verify(ctx context.Context) (storage.VerifyReport, error) {
+	var rep storage.VerifyReport
 	resp, err := c.do(ctx, http.MethodPost, "/api/v1/integrity/verify", nil)
 	if err != nil {
 		return rep, err

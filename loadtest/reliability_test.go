@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -16,6 +17,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/caddy-audit/caddy-audit/storage"
 )
 
 // The reliability tests start real Caddy processes (both builds, from this
@@ -138,12 +141,12 @@ func answered(x outcome) bool { return x.err == nil && x.status != 0 }
 // eventIndex counts stored events per stage and request id.
 type eventIndex struct {
 	count     map[string]map[string]int // stage -> request id -> events
-	byID      map[string]auditEvent     // response_complete events by request id
-	lifecycle []auditEvent
+	byID      map[string]storage.Event  // response_complete events by request id
+	lifecycle []storage.Event
 }
 
-func indexEvents(evs []auditEvent) eventIndex {
-	ix := eventIndex{count: make(map[string]map[string]int), byID: make(map[string]auditEvent)}
+func indexEvents(evs []storage.Event) eventIndex {
+	ix := eventIndex{count: make(map[string]map[string]int), byID: make(map[string]storage.Event)}
 	for _, ev := range evs {
 		switch ev.Kind {
 		case "http":
@@ -662,7 +665,7 @@ type hostileCase struct {
 	// reaches says whether the request reaches the audit handler (Go's
 	// HTTP server refuses some before any handler runs).
 	reaches bool
-	check   func(t *testing.T, ev auditEvent)
+	check   func(t *testing.T, ev storage.Event)
 }
 
 // TestReliabilityHostileRequests sends requests built to hurt a proxy:
@@ -702,7 +705,7 @@ func TestReliabilityHostileRequests(t *testing.T) {
 	cases := []hostileCase{
 		{name: "header of 5 MiB (over max_header_size)", raw: "GET /api/items HTTP/1.1\r\nHost: x\r\nX-Request-ID: %ID%\r\nX-Huge: " + strings.Repeat("B", 5<<20) + "\r\n\r\n"},
 		{name: "header of 1 MiB", raw: "GET /api/items HTTP/1.1\r\nHost: x\r\nX-Request-ID: %ID%\r\nX-Huge: " + strings.Repeat("A", 1<<20) + "\r\nConnection: close\r\n\r\n", reaches: true,
-			check: func(t *testing.T, ev auditEvent) {
+			check: func(t *testing.T, ev storage.Event) {
 				v := ev.RequestHeaders["X-Huge"]
 				if len(v) != 1 || len(v[0]) > 8<<10 {
 					t.Errorf("1 MiB header stored as %d values, first %d bytes: not truncated", len(v), len(firstOr(v)))
@@ -712,14 +715,14 @@ func TestReliabilityHostileRequests(t *testing.T) {
 			}},
 		{name: "200 headers of 4 KiB", raw: "GET /api/items HTTP/1.1\r\nHost: x\r\nX-Request-ID: %ID%\r\n" + manyHeaders(200, 4<<10) + "Connection: close\r\n\r\n", reaches: true},
 		{name: "invalid UTF-8 in the path", raw: "GET /caf\xe9/\xff\xfe HTTP/1.1\r\nHost: x\r\nX-Request-ID: %ID%\r\nConnection: close\r\n\r\n", reaches: true,
-			check: func(t *testing.T, ev auditEvent) {
+			check: func(t *testing.T, ev storage.Event) {
 				if !utf8.ValidString(ev.Path) {
 					t.Errorf("path stored as invalid UTF-8: %q", ev.Path)
 				}
 				t.Logf("path stored as %q", ev.Path)
 			}},
 		{name: "invalid UTF-8 in headers", raw: "GET /api/items HTTP/1.1\r\nHost: x\r\nX-Request-ID: %ID%\r\nUser-Agent: bad\xff\xfeagent\r\nX-Bad: \xc3\x28\xa0\xa1\r\nConnection: close\r\n\r\n", reaches: true,
-			check: func(t *testing.T, ev auditEvent) {
+			check: func(t *testing.T, ev storage.Event) {
 				if !utf8.ValidString(ev.UserAgent) || !utf8.ValidString(firstOr(ev.RequestHeaders["X-Bad"])) {
 					t.Errorf("header stored as invalid UTF-8: %q %q", ev.UserAgent, ev.RequestHeaders["X-Bad"])
 				}
@@ -727,7 +730,7 @@ func TestReliabilityHostileRequests(t *testing.T) {
 			}},
 		{name: "NUL byte in a header (refused by Go)", raw: "GET /api/items HTTP/1.1\r\nHost: x\r\nX-Request-ID: %ID%\r\nX-Nul: a\x00b\r\nConnection: close\r\n\r\n"},
 		{name: "escaped NUL in path and query", raw: "GET /api/items/%00x?q=%00&token=a%00b HTTP/1.1\r\nHost: x\r\nX-Request-ID: %ID%\r\nConnection: close\r\n\r\n", reaches: true,
-			check: func(t *testing.T, ev auditEvent) {
+			check: func(t *testing.T, ev storage.Event) {
 				if strings.Contains(ev.Path+ev.Query, "\x00") {
 					t.Errorf("raw NUL stored: path %q query %q", ev.Path, ev.Query)
 				}
@@ -736,12 +739,12 @@ func TestReliabilityHostileRequests(t *testing.T) {
 				}
 			}},
 		{name: "10,000 query parameters", raw: "GET /api/items?" + manyParams(10000) + " HTTP/1.1\r\nHost: x\r\nX-Request-ID: %ID%\r\nConnection: close\r\n\r\n", reaches: true,
-			check: func(t *testing.T, ev auditEvent) { t.Logf("10k-parameter query stored as %d bytes", len(ev.Query)) }},
+			check: func(t *testing.T, ev storage.Event) { t.Logf("10k-parameter query stored as %d bytes", len(ev.Query)) }},
 		{name: "20,000 query parameters", raw: "GET /api/items?" + manyParams(20000) + " HTTP/1.1\r\nHost: x\r\nX-Request-ID: %ID%\r\nConnection: close\r\n\r\n", reaches: true,
-			check: func(t *testing.T, ev auditEvent) { t.Logf("20k-parameter query stored as %d bytes", len(ev.Query)) }},
+			check: func(t *testing.T, ev storage.Event) { t.Logf("20k-parameter query stored as %d bytes", len(ev.Query)) }},
 		{name: fmt.Sprintf("body of %d MiB", s.big>>20), reaches: true, send: func(t *testing.T, in *instance, id string) int {
 			return postBody(t, in, id, io.LimitReader(zeroReader{}, s.big), s.big)
-		}, check: func(t *testing.T, ev auditEvent) {
+		}, check: func(t *testing.T, ev storage.Event) {
 			if ev.BytesIn != s.big {
 				t.Errorf("huge body: bytes_in %d, want %d", ev.BytesIn, s.big)
 			}
@@ -911,4 +914,12 @@ func (r *trickle) Read(p []byte) (int, error) {
 	p[0] = 'x'
 	r.n--
 	return 1, nil
+}
+
+// seenIDs returns a copy of the request ids the upstream saw while
+// tracking.
+func (u *upstream) seenIDs() map[string]int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return maps.Clone(u.seen)
 }

@@ -36,17 +36,6 @@ func startUpstream() (*upstream, error) {
 
 func (u *upstream) close() { _ = u.srv.Close() }
 
-// seenIDs returns a copy of the request ids seen while tracking.
-func (u *upstream) seenIDs() map[string]int {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	out := make(map[string]int, len(u.seen))
-	for k, v := range u.seen {
-		out[k] = v
-	}
-	return out
-}
-
 // Precomputed answers: the stand-in must cost little next to the proxy.
 var (
 	bodyList      = []byte(`[{"id":"1","name":"alpha"},{"id":"2","name":"beta"},{"id":"3","name":"gamma"}]`)
