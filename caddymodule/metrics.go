@@ -41,99 +41,110 @@ var metrics = struct {
 	sweepSeconds    prometheus.Histogram
 	lastSweep       prometheus.Gauge
 	detectorDropped prometheus.Counter
+
+	// all is every collector above, in the order initMetrics made them:
+	// what registerMetrics registers, kept by collect so that a new
+	// metric cannot be made and then forgotten there.
+	all []prometheus.Collector
 }{}
+
+// collect notes c for registration and returns it.
+func collect[C prometheus.Collector](c C) C {
+	metrics.all = append(metrics.all, c)
+	return c
+}
 
 func initMetrics() {
 	metrics.once.Do(func() {
 		const ns, sub = "caddy", "audit"
-		metrics.recorded = prometheus.NewCounterVec(prometheus.CounterOpts{
+		metrics.recorded = collect(prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "events_recorded_total",
 			Help: "Audit events accepted by the handler, by audit level.",
-		}, []string{"level"})
-		metrics.riskLevels = prometheus.NewCounterVec(prometheus.CounterOpts{
+		}, []string{"level"}))
+		metrics.riskLevels = collect(prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "events_risk_total",
 			Help: "Proxied requests recorded, by risk level of their score (low, medium, high, critical): risk over time.",
-		}, []string{"level"})
-		metrics.dropped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		}, []string{"level"}))
+		metrics.dropped = collect(prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "events_dropped_total",
 			Help: "Best-effort audit events lost, by reason (queue_full, write_error, closed).",
-		}, []string{"reason"})
-		metrics.writeErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		}, []string{"reason"}))
+		metrics.writeErrors = collect(prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "write_errors_total",
 			Help: "Failed commits to the audit database, by kind (disk_full, permission, corrupt, closed, io).",
-		}, []string{"kind"})
-		metrics.openErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		}, []string{"kind"}))
+		metrics.openErrors = collect(prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "open_errors_total",
 			Help: "Failed attempts to open the audit database (at start or reload), by kind (locked, disk_full, permission, corrupt, io).",
-		}, []string{"kind"})
-		metrics.strictRejects = prometheus.NewCounter(prometheus.CounterOpts{
+		}, []string{"kind"}))
+		metrics.strictRejects = collect(prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "strict_rejections_total",
 			Help: "Requests answered 503 because strict mode could not record them.",
-		})
-		metrics.queueDepth = prometheus.NewGauge(prometheus.GaugeOpts{
+		}))
+		metrics.queueDepth = collect(prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: ns, Subsystem: sub, Name: "queue_depth",
 			Help: "Audit events waiting to be committed.",
-		})
-		metrics.commitSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		}))
+		metrics.commitSeconds = collect(prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: ns, Subsystem: sub, Name: "batch_commit_seconds",
 			Help:    "Time to commit one batch of audit events, fsync included.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
-		})
-		metrics.batchSize = prometheus.NewHistogram(prometheus.HistogramOpts{
+		}))
+		metrics.batchSize = collect(prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: ns, Subsystem: sub, Name: "events_per_batch",
 			Help:    "Audit events committed per transaction.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 11),
-		})
-		metrics.dbBytes = prometheus.NewGauge(prometheus.GaugeOpts{
+		}))
+		metrics.dbBytes = collect(prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: ns, Subsystem: sub, Name: "db_size_bytes",
 			Help: "Size of the audit database file.",
-		})
-		metrics.checkpointSeq = prometheus.NewGauge(prometheus.GaugeOpts{
+		}))
+		metrics.checkpointSeq = collect(prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: ns, Subsystem: sub, Name: "checkpoint_seq",
 			Help: "Sequence number covered by the latest signed integrity checkpoint.",
-		})
-		metrics.checkpointTime = prometheus.NewGauge(prometheus.GaugeOpts{
+		}))
+		metrics.checkpointTime = collect(prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: ns, Subsystem: sub, Name: "checkpoint_timestamp_seconds",
 			Help: "When the latest integrity checkpoint was signed (Unix time).",
-		})
-		metrics.checkpointErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		}))
+		metrics.checkpointErrors = collect(prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "checkpoint_errors_total",
 			Help: "Failed or refused checkpoint signings (a refusal means the chain went backwards).",
-		})
-		metrics.purged = prometheus.NewCounter(prometheus.CounterOpts{
+		}))
+		metrics.purged = collect(prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "events_purged_total",
 			Help: "Events removed by retention.",
-		})
-		metrics.verifyOK = prometheus.NewGauge(prometheus.GaugeOpts{
+		}))
+		metrics.verifyOK = collect(prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: ns, Subsystem: sub, Name: "last_verification_ok",
 			Help: "1 if the latest integrity verification found no problem, 0 if it did.",
-		})
-		metrics.verifyTime = prometheus.NewGauge(prometheus.GaugeOpts{
+		}))
+		metrics.verifyTime = collect(prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: ns, Subsystem: sub, Name: "last_verification_timestamp_seconds",
 			Help: "When the latest integrity verification finished (Unix time).",
-		})
+		}))
 		// Labels are the six detector names and four severities: bounded.
-		metrics.alerts = prometheus.NewCounterVec(prometheus.CounterOpts{
+		metrics.alerts = collect(prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "alerts_total",
 			Help: "Alerts raised by the detectors, by detector and severity; an alert whose severity rises counts again at its new severity.",
-		}, []string{"detector", "severity"})
-		metrics.openAlerts = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		}, []string{"detector", "severity"}))
+		metrics.openAlerts = collect(prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: ns, Subsystem: sub, Name: "open_alerts",
 			Help: "Stored alerts not yet resolved or marked a false positive (open or acknowledged), by severity; refreshed by every detector sweep.",
-		}, []string{"severity"})
-		metrics.sweepSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		}, []string{"severity"}))
+		metrics.sweepSeconds = collect(prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: ns, Subsystem: "audit_detector", Name: "sweep_duration_seconds",
 			Help:    "Time one detector sweep took (catching up on stored events, flushing alert updates, counting alerts).",
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
-		})
-		metrics.lastSweep = prometheus.NewGauge(prometheus.GaugeOpts{
+		}))
+		metrics.lastSweep = collect(prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: ns, Subsystem: "audit_detector", Name: "last_sweep_timestamp_seconds",
 			Help: "When the latest detector sweep finished (Unix time).",
-		})
-		metrics.detectorDropped = prometheus.NewCounter(prometheus.CounterOpts{
+		}))
+		metrics.detectorDropped = collect(prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: "audit_detector", Name: "events_dropped_total",
 			Help: "Committed events the detector worker's feed had no room for; the worker reads them back from the store, so they are judged late, not lost.",
-		})
+		}))
 		initSeries()
 	})
 }
@@ -174,13 +185,7 @@ func initSeries() {
 // (a second handler in the same config) is success.
 func registerMetrics(reg prometheus.Registerer) error {
 	initMetrics()
-	for _, c := range []prometheus.Collector{
-		metrics.recorded, metrics.riskLevels, metrics.dropped, metrics.writeErrors, metrics.openErrors, metrics.strictRejects,
-		metrics.queueDepth, metrics.commitSeconds, metrics.batchSize, metrics.dbBytes,
-		metrics.checkpointSeq, metrics.checkpointTime, metrics.checkpointErrors, metrics.purged,
-		metrics.verifyOK, metrics.verifyTime,
-		metrics.alerts, metrics.openAlerts, metrics.sweepSeconds, metrics.lastSweep, metrics.detectorDropped,
-	} {
+	for _, c := range metrics.all {
 		if err := reg.Register(c); err != nil {
 			var already prometheus.AlreadyRegisteredError
 			if !errors.As(err, &already) {
