@@ -23,6 +23,15 @@ const (
 // to policy.MaxValueLen, so a longer one cannot match anything.
 const maxSubjectLen = 4096
 
+// checkSubject checks the {user} path parameter of the subject and risk
+// profile routes.
+func checkSubject(user string) error {
+	if user == "" || len(user) > maxSubjectLen {
+		return fmt.Errorf("path parameter user: expects a user id of 1 to %d bytes", maxSubjectLen)
+	}
+	return nil
+}
+
 // subjectExportQuery is a parsed subject export query string.
 type subjectExportQuery struct {
 	format, workspace string
@@ -149,9 +158,9 @@ func (a *api) subjectCall(w http.ResponseWriter, r *http.Request, action string,
 		return "", "", false
 	}
 	pseud = a.redactor.Token(user)
-	if user == "" || len(user) > maxSubjectLen {
+	if err := checkSubject(user); err != nil {
 		a.record(r, key, action, http.StatusBadRequest, map[string]any{"subject": pseud})
-		writeProblem(w, r, http.StatusBadRequest, fmt.Sprintf("path parameter user: expects a user id of 1 to %d bytes", maxSubjectLen))
+		writeProblem(w, r, http.StatusBadRequest, err.Error())
 		return "", "", false
 	}
 	if global && !a.requireGlobal(w, r, "an erasure rewrites the subject's events in every workspace") {

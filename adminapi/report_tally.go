@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/caddy-audit/caddy-audit/storage"
 )
@@ -43,6 +44,10 @@ type fieldCounts struct {
 type eventTally struct {
 	events int64
 	byKind map[string]int64
+	// first and last are the oldest and newest event times; maxScore the
+	// highest risk score.
+	first, last time.Time
+	maxScore    int
 
 	// Proxied traffic.
 	http, httpWithUser, httpVerified int64
@@ -145,6 +150,13 @@ func (a *api) privilegedRoute(ev *storage.Event) bool {
 func (a *api) tallyEvent(t *eventTally, ev *storage.Event) {
 	t.events++
 	t.byKind[ev.Kind]++
+	if t.first.IsZero() || ev.Time.Before(t.first) {
+		t.first = ev.Time
+	}
+	if ev.Time.After(t.last) {
+		t.last = ev.Time
+	}
+	t.maxScore = max(t.maxScore, ev.RiskScore)
 	switch ev.Status {
 	case 401:
 		t.status401++

@@ -161,33 +161,20 @@ func (a *api) riskSummary(w http.ResponseWriter, r *http.Request) {
 func (a *api) riskUser(w http.ResponseWriter, r *http.Request) {
 	const name = "risk_user"
 	user := r.PathValue("user")
+	if err := checkSubject(user); err != nil {
+		writeProblem(w, r, http.StatusBadRequest, err.Error())
+		return
+	}
 	rc, ok := a.startReport(w, r, name, nil)
 	if !ok {
 		return
 	}
-	if user == "" || len(user) > maxSubjectLen {
-		writeProblem(w, r, http.StatusBadRequest, fmt.Sprintf("path parameter user: expects a user id of 1 to %d bytes", maxSubjectLen))
-		return
-	}
 	rc.filter.User = user
-	t := newTally()
-	var first, last time.Time
-	var maxScore int
-	err := a.store.Scan(rc.ctx, rc.filter, func(ev *storage.Event) error {
-		a.tallyEvent(t, ev)
-		if last.IsZero() {
-			last = ev.Time // newest first
-		}
-		first = ev.Time
-		maxScore = max(maxScore, ev.RiskScore)
-		return nil
-	})
+	t, err := a.tallyRange(rc)
 	if err != nil {
 		a.storeError(w, r, "reading the user's events", err)
 		return
 	}
-	rc.env.Totals.Events = t.events
-	rc.addQuery("events", filterDetails(rc.filter), t.events, "")
 
 	af := storage.AlertFilter{SubjectValue: user, Workspace: rc.filter.Workspace}
 	refs := []AlertRef{}
@@ -213,11 +200,11 @@ func (a *api) riskUser(w http.ResponseWriter, r *http.Request) {
 		ReportEnvelope: rc.env, User: user, Events: t.events,
 		DistinctIPs: int64(len(t.ips)), DistinctUserAgents: int64(len(t.agents)),
 		FailedAuth: t.status401, Denied: t.status403, Suspicious: t.suspicious,
-		ByLevel: levelCounts(t.levels), AverageScore: round(ratio(t.scoreSum, t.http), 2), MaxScore: maxScore,
+		ByLevel: levelCounts(t.levels), AverageScore: round(ratio(t.scoreSum, t.http), 2), MaxScore: t.maxScore,
 		TopFactors: topFactors(t.factors, topFactorCount), OpenAlerts: refs,
 	}
 	if t.events > 0 {
-		p.FirstSeen, p.LastSeen = &first, &last
+		p.FirstSeen, p.LastSeen = &t.first, &t.last
 	}
 	details := reportDetails(name, rc)
 	details["user"] = user
