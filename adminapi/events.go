@@ -163,10 +163,8 @@ var eventParams = params[eventsQuery]{
 // parseEventsQuery parses a raw query string.
 func parseEventsQuery(raw string) (eventsQuery, error) {
 	q := eventsQuery{limit: defaultPageSize}
-	if err := parseParams(raw, &q, eventParams); err != nil {
-		return q, err
-	}
-	return q, checkTimeRange(q.filter.From, q.filter.To)
+	err := parseFilterQuery(raw, &q, eventParams, func(q *eventsQuery) *eventsQuery { return q })
+	return q, err
 }
 
 // searchEvents serves GET /api/v1/events.
