@@ -120,14 +120,17 @@ func Compile(p *Policy, key []byte, extra Redact) (*Engine, error) {
 		return nil, err
 	}
 	base := NewRedactor(key, nil, nil).With(mergeRedact(p.Defaults.Redact, extra))
-	body := Body{MaxBytes: DefaultBodyMaxBytes, ContentTypes: DefaultBodyContentTypes}
+	// p is normally effective already; for one that is not, the built-in
+	// defaults are the same ones Effective fills in.
+	builtin := baseDefaults()
+	body := *builtin.Body
 	if p.Defaults.Body != nil {
 		body = *p.Defaults.Body
 	}
 	e := &Engine{policy: p, hash: p.Hash()}
 	e.defaults = &Decision{
-		Index: -1, Level: or(p.Defaults.Level, LevelMetadata), FailureMode: or(p.Defaults.FailureMode, FailureBestEffort),
-		Body: body, IPHandling: or(p.Defaults.IPHandling, IPKeep), redactor: base,
+		Index: -1, Level: or(p.Defaults.Level, builtin.Level), FailureMode: or(p.Defaults.FailureMode, builtin.FailureMode),
+		Body: body, IPHandling: or(p.Defaults.IPHandling, builtin.IPHandling), redactor: base,
 	}
 	for i, r := range p.Rules {
 		cr := compiledRule{
