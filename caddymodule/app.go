@@ -44,6 +44,15 @@ type App struct {
 	// Read when the database is opened.
 	MaxBatch int `json:"max_batch,omitempty"`
 
+	// CommitDelay is how long a best-effort event may wait for others to
+	// share its commit (group commit with a window): under load, one
+	// commit then carries hundreds of events instead of a few dozen, which
+	// is most of what recording costs. A crash loses the best-effort
+	// events of the window, as it loses those still queued; strict
+	// requests never wait for it. Default 20ms; "off" (-1 in JSON)
+	// commits at once. Read when the database is opened.
+	CommitDelay caddy.Duration `json:"commit_delay,omitempty"`
+
 	// MaxDBSize caps the database file in bytes; writes beyond it fail
 	// (best-effort events are dropped, strict requests get 503). 0 means
 	// no cap. Read when the database is opened.
@@ -169,6 +178,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	if a.MaxBatch == 0 {
 		a.MaxBatch = 4096
+	}
+	// Negative means off, so it is not checked with the other durations.
+	if a.CommitDelay == 0 {
+		a.CommitDelay = caddy.Duration(defaultCommitDelay)
 	}
 	if a.LockTimeout == 0 {
 		a.LockTimeout = caddy.Duration(5 * time.Second)

@@ -35,6 +35,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 //		data_dir             <path>
 //		queue_size           <events>
 //		max_batch            <events>
+//		commit_delay         <duration>|off # best-effort group commit window, default 20ms
 //		max_db_size          <size>      # such as 2GiB
 //		lock_timeout         <duration>
 //		retention_days       <days>      # 0: keep forever
@@ -69,6 +70,20 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			a.MaxBatch = n
+		case "commit_delay":
+			if d.NextArg() {
+				if d.Val() == "off" {
+					if d.NextArg() {
+						return d.ArgErr()
+					}
+					a.CommitDelay = -1
+					break
+				}
+				d.Prev() // back to the option name, for durationArg
+			}
+			if err := durationArg(d, &a.CommitDelay); err != nil {
+				return err
+			}
 		case "max_db_size":
 			var s string
 			if !d.AllArgs(&s) {

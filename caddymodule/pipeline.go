@@ -45,6 +45,11 @@ type pipeline struct {
 
 // loadPipeline returns the pipeline for the app's database, opening it on
 // first use. Every call must be paired with releasePipeline.
+// defaultCommitDelay is the app's commit_delay: long enough that a busy
+// proxy commits hundreds of events at once, short next to how fast anyone
+// reads the trail.
+const defaultCommitDelay = 20 * time.Millisecond
+
 func loadPipeline(a *App) (*pipeline, bool, error) {
 	val, loaded, err := pipelines.LoadOrNew(a.dbPath, func() (caddy.Destructor, error) {
 		return openPipeline(a)
@@ -79,10 +84,11 @@ func openPipeline(a *App) (*pipeline, error) {
 	observer := &writerObserver{size: store.Size}
 	detector := newDetectorWorker(store, logger, a.detectorSettings())
 	w := storage.NewWriter(store, storage.WriterOptions{
-		QueueSize: a.QueueSize,
-		MaxBatch:  a.MaxBatch,
-		Observer:  observer,
-		OnCommit:  detector.offer,
+		QueueSize:   a.QueueSize,
+		MaxBatch:    a.MaxBatch,
+		CommitDelay: max(time.Duration(a.CommitDelay), 0),
+		Observer:    observer,
+		OnCommit:    detector.offer,
 		OnError: func(err error) {
 			logger.L().Error("writing audit events", zap.String("db", a.dbPath), zap.Error(err))
 		},

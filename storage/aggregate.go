@@ -70,7 +70,7 @@ func (s *Store) CountByTime(ctx context.Context, f Filter, iv Interval, loc *tim
 	// bucket that has events.
 	var desc []TimeCount
 	var cur, curEnd time.Time
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.viewIndexed(func(tx *bolt.Tx) error {
 		return forEachMatch(ctx, tx, &f, false, nil, func(at pos, _ *Event) error {
 			t := at.time()
 			if len(desc) == 0 || t.Before(cur) || !t.Before(curEnd) {
@@ -207,7 +207,7 @@ func (s *Store) topBy(ctx context.Context, f Filter, n int, id indexID, field fu
 		return TopCounts{}, fmt.Errorf("%w: the number of values must be positive", ErrBadFilter)
 	}
 	var out TopCounts
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.viewIndexed(func(tx *bolt.Tx) error {
 		if id >= 0 {
 			done, err := topFromIndex(ctx, tx, &f, id, n, &out)
 			if done || err != nil {
@@ -505,7 +505,7 @@ func (c *StatusClassCounts) add(status int, n int64) {
 // CountByStatusClass counts the events matching f per status class.
 func (s *Store) CountByStatusClass(ctx context.Context, f Filter) (StatusClassCounts, error) {
 	var out StatusClassCounts
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.viewIndexed(func(tx *bolt.Tx) error {
 		var sum int64
 		total, ok, err := groupCounts(ctx, tx, &f, idxStatus, func(v []byte, n int64) {
 			if len(v) == 2 {
@@ -566,7 +566,7 @@ func (s *Store) DistinctIPsPerUser(ctx context.Context, f Filter, n int) (Distin
 	users := map[string]*userSet{}
 	pairs := 0
 	out := DistinctIPs{Users: []UserIPs{}}
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.viewIndexed(func(tx *bolt.Tx) error {
 		return forEachMatch(ctx, tx, &f, true, nil, func(_ pos, ev *Event) error {
 			if ev.User == "" || ev.ClientIP == "" {
 				return nil
@@ -662,7 +662,7 @@ func (s *Store) FailedAuth(ctx context.Context, f Filter, n int) (FailedAuth, er
 		p.its = append(p.its, u)
 		return nil
 	}
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.viewIndexed(func(tx *bolt.Tx) error {
 		return forEachMatch(ctx, tx, &f, true, onlyFailures, func(_ pos, ev *Event) error {
 			var sub int
 			switch ev.Status {

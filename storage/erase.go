@@ -179,7 +179,7 @@ func (s *Store) eraseEvents(seqs []uint64, needle []byte, pseudonym func(field, 
 		old, new Event
 	}
 	n := 0
-	err := s.update(func(tx *bolt.Tx) error {
+	err := s.updateIndexed(func(tx *bolt.Tx) error {
 		events := tx.Bucket(bucketEvents)
 		var rws []rewrite
 		var entries []erasureEntry

@@ -59,7 +59,7 @@ func (s *Store) EventByID(ctx context.Context, id string) (Event, error) {
 	}
 	var out Event
 	f := Filter{From: t, To: t.Add(time.Millisecond)}
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.viewIndexed(func(tx *bolt.Tx) error {
 		return forEachMatch(ctx, tx, &f, true, nil, func(_ pos, ev *Event) error {
 			// Ids are stored upper case; accept the id as typed otherwise.
 			if equalFoldASCII(ev.ID, id) {

@@ -677,8 +677,37 @@ func (b *indexBatch) drop(id indexID, v []byte, p pos) {
 	o.del = append(o.del, p)
 }
 
+// absorb adds the changes collected in o (another transaction's batch,
+// committed) to b.
+func (b *indexBatch) absorb(o *indexBatch) {
+	for id := range numIndexes {
+		b.puts[id] = append(b.puts[id], o.puts[id]...)
+		b.dels[id] = append(b.dels[id], o.dels[id]...)
+		for v, ops := range o.ops[id] {
+			t := b.list(id, []byte(v))
+			t.add = append(t.add, ops.add...)
+			t.del = append(t.del, ops.del...)
+		}
+	}
+}
+
 // flush writes the collected changes and empties the batch.
 func (b *indexBatch) flush() error {
+	if err := b.write(); err != nil {
+		return err
+	}
+	b.reset()
+	return nil
+}
+
+// reset empties the batch.
+func (b *indexBatch) reset() {
+	b.ops, b.last, b.puts, b.dels = [numIndexes]map[string]*valueOps{}, [numIndexes]*valueOps{}, [numIndexes][][]byte{}, [numIndexes][][]byte{}
+}
+
+// write writes the collected changes into b.tx and keeps them, so that
+// they can be written again if that transaction rolls back.
+func (b *indexBatch) write() error {
 	for id := range numIndexes {
 		if len(b.puts[id])+len(b.dels[id]) > 0 {
 			if err := b.flushSingle(id); err != nil {
@@ -720,8 +749,6 @@ func (b *indexBatch) flush() error {
 				}
 			}
 		}
-		b.ops[id] = nil
-		b.last[id] = nil
 	}
 	return nil
 }
@@ -747,7 +774,6 @@ func (b *indexBatch) flushSingle(id indexID) error {
 			return err
 		}
 	}
-	b.puts[id], b.dels[id] = nil, nil
 	return nil
 }
 
@@ -957,32 +983,8 @@ func reindexAll(tx *bolt.Tx) error {
 			return fmt.Errorf("creating index %s: %w", name, err)
 		}
 	}
-	events := tx.Bucket(bucketEvents)
-	if events == nil {
-		return nil // nothing stored yet
-	}
-	b := &indexBatch{tx: tx}
-	n := 0
-	c := events.Cursor()
-	for k, v := c.First(); k != nil; k, v = c.Next() {
-		if len(k) != 8 {
-			return fmt.Errorf("reindexing: event key %x is not a sequence number", k)
-		}
-		var ev Event
-		if err := decodeEvent(v, &ev); err != nil {
-			return fmt.Errorf("reindexing: decoding event seq %d: %w", binary.BigEndian.Uint64(k), err)
-		}
-		// The key is the authority on the sequence number.
-		ev.Seq = binary.BigEndian.Uint64(k)
-		b.collect(&ev, false)
-		if n++; n%reindexBatch == 0 {
-			if err := b.flush(); err != nil {
-				return fmt.Errorf("reindexing: %w", err)
-			}
-		}
-	}
-	if err := b.flush(); err != nil {
+	if err := indexStored(&indexBatch{tx: tx}, tx, 0, true); err != nil {
 		return fmt.Errorf("reindexing: %w", err)
 	}
-	return nil
+	return tx.Bucket(bucketMeta).Put(keyIndexedThrough, u64(tx.Bucket(bucketEvents).Sequence()))
 }

@@ -626,7 +626,7 @@ func indexContents(t testing.TB, s *Store) [numIndexes][]indexEntry {
 func checkIndexes(t testing.TB, s *Store) {
 	t.Helper()
 	var want [numIndexes][]indexEntry
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.viewIndexed(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketEvents).ForEach(func(k, v []byte) error {
 			ev := new(Event)
 			if err := decodeEvent(v, ev); err != nil {

@@ -19,6 +19,7 @@ var keyMigratedThrough = []byte("migrated_through")
 // migrations[v] upgrades a file from schema v to v+1.
 var migrations = map[uint64]func(s *Store) error{
 	1: migrate1to2,
+	2: migrate2to3,
 }
 
 // migrate upgrades the file step by step to SchemaVersion.
@@ -90,4 +91,18 @@ func migrate1to2(s *Store) error {
 			return err
 		}
 	}
+}
+
+// migrate2to3 sets the mark of deferred indexing (index_deferred.go):
+// schema 2 indexed every event in the transaction that stored it, so all
+// of them are indexed. A schema 2 build would not know that events after
+// the mark lack index entries, hence the new version.
+func migrate2to3(s *Store) error {
+	return s.update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if err := meta.Put(keyIndexedThrough, u64(tx.Bucket(bucketEvents).Sequence())); err != nil {
+			return err
+		}
+		return meta.Put(keySchema, u64(3))
+	})
 }

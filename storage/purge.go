@@ -38,7 +38,7 @@ func (s *Store) Purge(ctx context.Context, before time.Time, workspace string, b
 			return removed, err
 		}
 		var n, seen int
-		err := s.update(func(tx *bolt.Tx) error {
+		err := s.updateIndexed(func(tx *bolt.Tx) error {
 			var err error
 			n, seen, err = purgeBatch(tx, workspace, cutoff, batch)
 			return err
@@ -118,7 +118,7 @@ collect:
 // workspace's policy. It costs one index seek per workspace.
 func (s *Store) EventWorkspaces() ([]string, error) {
 	var out []string
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.viewIndexed(func(tx *bolt.Tx) error {
 		b, err := indexBucket(tx, idxWorkspace)
 		if err != nil {
 			return err

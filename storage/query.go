@@ -170,7 +170,7 @@ func (s *Store) Query(f Filter, limit int, cursor string) (Page, error) {
 		}
 	}
 	var page Page
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.viewIndexed(func(tx *bolt.Tx) error {
 		p, err := newPlan(tx, &f)
 		if err != nil {
 			return err

@@ -52,7 +52,7 @@ func (s *Store) CountByStep(ctx context.Context, f Filter, step time.Duration, l
 		return nil, fmt.Errorf("%w: the time range spans %d buckets, more than %d", ErrBadFilter, n, MaxStepBuckets)
 	}
 	counts := make([]int64, n)
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.viewIndexed(func(tx *bolt.Tx) error {
 		return forEachMatch(ctx, tx, &f, false, nil, func(at pos, _ *Event) error {
 			if i := at.time().Sub(first) / step; i >= 0 && i < n {
 				counts[i]++

@@ -16,7 +16,7 @@ import (
 // SchemaVersion is the layout this code writes. Open upgrades older files
 // (see migrate.go) and refuses a file written by a newer version rather
 // than guess at its layout.
-const SchemaVersion = 2
+const SchemaVersion = 3
 
 var (
 	bucketMeta      = []byte("meta")
@@ -61,9 +61,10 @@ type Options struct {
 
 // Store is an open audit database. It is safe for concurrent use.
 type Store struct {
-	db   *bolt.DB
-	path string
-	cp   checkpointer
+	db       *bolt.DB
+	path     string
+	cp       checkpointer
+	deferred deferredIndex
 }
 
 // Open opens or creates the database at path, creating its directory
@@ -102,6 +103,7 @@ func Open(path string, opts Options) (*Store, error) {
 		_ = db.Close()
 		return nil, err
 	}
+	s.catchUpIndexes()
 	return s, nil
 }
 
@@ -142,8 +144,13 @@ func (s *Store) Size() int64 {
 	return n
 }
 
-// Close closes the file. Stop the Writer first.
-func (s *Store) Close() error { return s.db.Close() }
+// Close writes the waiting index entries and closes the file. Stop the
+// Writer first. A failure to write the entries is not an error: the events
+// are stored, and the next Open indexes them.
+func (s *Store) Close() error {
+	_ = s.FlushIndexes()
+	return s.db.Close()
+}
 
 // update runs fn in a write transaction and names the errors callers act on.
 func (s *Store) update(fn func(*bolt.Tx) error) (err error) {
@@ -166,14 +173,21 @@ func allBuckets() [][]byte {
 	return append(all, chainBuckets...)
 }
 
-// Append commits events in one transaction, assigning each its Seq, linking
-// it into the integrity chain and indexing it. Either all are stored or
-// none (their Seq is then reset to 0).
+// Append commits events in one transaction, assigning each its Seq and
+// linking it into the integrity chain. Either all are stored or none
+// (their Seq is then reset to 0). Their index entries are written with
+// those of later commits (see index_deferred.go); queries see them all
+// the same.
 func (s *Store) Append(events ...*Event) error {
+	if len(events) == 0 {
+		return nil
+	}
+	d := &s.deferred
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var idx *indexBatch
 	err := s.update(func(tx *bolt.Tx) error {
-		// Index entries are collected for the whole batch and written per
-		// index value at the end: see index.go.
-		idx := beginIndexBatch(tx)
+		idx = beginIndexBatch(tx)
 		defer idx.end()
 		b := tx.Bucket(bucketEvents)
 		for _, ev := range events {
@@ -186,14 +200,20 @@ func (s *Store) Append(events ...*Event) error {
 				return fmt.Errorf("storing event %s: %w", ev.ID, err)
 			}
 		}
-		return idx.flush()
+		return nil
 	})
 	if err != nil {
 		for _, ev := range events {
 			ev.Seq = 0
 		}
+		return err
 	}
-	return err
+	d.absorb(idx, len(events), events[len(events)-1].Seq)
+	if d.due() {
+		// A failure leaves the entries waiting; the events are stored.
+		_ = s.flushLocked()
+	}
+	return nil
 }
 
 // Count returns the number of stored events.

@@ -213,3 +213,82 @@ func TestWriterOnCommitSeesEveryEventInSeqOrder(t *testing.T) {
 		}
 	}
 }
+
+// batchObserver records the size of every commit.
+type batchObserver struct {
+	countingObserver
+	mu      sync.Mutex
+	batches []int
+}
+
+func (o *batchObserver) Committed(n int, d time.Duration) {
+	o.countingObserver.Committed(n, d)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.batches = append(o.batches, n)
+}
+
+func (o *batchObserver) sizes() []int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]int(nil), o.batches...)
+}
+
+// With a commit delay far longer than the test, best-effort events wait
+// together, and only a strict event, a full batch or Close commits them:
+// a test that hung here would mean the writer waited the delay out.
+func TestWriterCommitDelay(t *testing.T) {
+	ev := func(i int) *Event { return &Event{ID: fmt.Sprint(i), Time: time.Now()} }
+	t.Run("a strict event commits the waiting ones at once", func(t *testing.T) {
+		s := openTemp(t, Options{})
+		obs := &batchObserver{}
+		w := NewWriter(s, WriterOptions{CommitDelay: time.Hour, Observer: obs})
+		defer w.Close()
+		for i := range 5 {
+			if err := w.Enqueue(ev(i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := w.Commit(ctx, ev(5)); err != nil {
+			t.Fatal(err)
+		}
+		if got := s.Count(); got != 6 {
+			t.Fatalf("stored %d events after the strict commit, want 6", got)
+		}
+		if sizes := obs.sizes(); len(sizes) > 2 || sizes[len(sizes)-1] < 2 {
+			t.Fatalf("commits %v: the best-effort events did not wait for company", sizes)
+		}
+	})
+	t.Run("a full batch commits without waiting", func(t *testing.T) {
+		s := openTemp(t, Options{})
+		obs := &batchObserver{}
+		w := NewWriter(s, WriterOptions{CommitDelay: time.Hour, MaxBatch: 8, Observer: obs})
+		defer w.Close()
+		for i := range 8 {
+			if err := w.Enqueue(ev(i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for deadline := time.Now().Add(time.Minute); obs.committed.Load() < 8; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("a full batch of 8 was not committed; commits %v", obs.sizes())
+			}
+		}
+	})
+	t.Run("close commits what waits", func(t *testing.T) {
+		s := openTemp(t, Options{})
+		obs := &batchObserver{}
+		w := NewWriter(s, WriterOptions{CommitDelay: time.Hour, Observer: obs})
+		for i := range 3 {
+			if err := w.Enqueue(ev(i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		w.Close()
+		if got := s.Count(); got != 3 {
+			t.Fatalf("stored %d events after Close, want 3", got)
+		}
+	})
+}

@@ -1,0 +1,131 @@
+package storage
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"testing"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// indexMark reads the indexed_through mark and the last assigned seq.
+func indexMark(t *testing.T, s *Store) (through, head uint64) {
+	t.Helper()
+	if err := s.view(func(tx *bolt.Tx) error {
+		through = indexedThrough(tx.Bucket(bucketMeta))
+		head = tx.Bucket(bucketEvents).Sequence()
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return through, head
+}
+
+func TestAppendDefersIndexEntriesButQueriesSeeThem(t *testing.T) {
+	s := openChainStore(t)
+	appendChain(t, s, 0, 30)
+	if through, head := indexMark(t, s); through != 0 || head != 30 {
+		t.Fatalf("after a small append: mark %d, head %d; want the entries waiting (mark 0)", through, head)
+	}
+	page, err := s.Query(Filter{User: "alice"}, 100, "")
+	if err != nil || len(page.Events) != 10 {
+		t.Fatalf("query before any flush: %d events, %v; want alice's 10", len(page.Events), err)
+	}
+	if through, head := indexMark(t, s); through != head {
+		t.Fatalf("the query did not write the waiting entries: mark %d, head %d", through, head)
+	}
+	checkIndexes(t, s)
+}
+
+func TestAppendFlushesWhenManyEventsWait(t *testing.T) {
+	s := openChainStore(t)
+	appendChain(t, s, 0, indexFlushEvents)
+	if through, head := indexMark(t, s); through != head {
+		t.Fatalf("%d waiting events were not written: mark %d, head %d", indexFlushEvents, through, head)
+	}
+}
+
+// A crash loses the entries waiting in memory, not the events: Open
+// indexes the events after the mark from their stored records.
+func TestOpenIndexesWhatACrashLeftUnindexed(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.db")
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendChain(t, s, 0, 50)
+	if err := s.FlushIndexes(); err != nil {
+		t.Fatal(err)
+	}
+	appendChain(t, s, 50, 40)
+	if through, head := indexMark(t, s); through != 50 || head != 90 {
+		t.Fatalf("mark %d, head %d; want 50 and 90", through, head)
+	}
+	// Close the file under the store, as a kill would: no flush.
+	if err := s.db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if through, head := indexMark(t, s); through != 90 || head != 90 {
+		t.Fatalf("after reopening: mark %d, head %d; want both 90", through, head)
+	}
+	checkIndexes(t, s)
+	page, err := s.Query(Filter{User: "alice"}, 100, "")
+	if err != nil || len(page.Events) != 30 {
+		t.Fatalf("alice after the crash: %d events, %v; want 30", len(page.Events), err)
+	}
+}
+
+// Entries dropped for memory (every flush failing for long) are rebuilt
+// from the stored records.
+func TestDroppedEntriesAreRebuiltFromDisk(t *testing.T) {
+	s := openChainStore(t)
+	appendChain(t, s, 0, 20)
+	s.deferred.mu.Lock()
+	s.deferred.pending, s.deferred.fromDisk = nil, true
+	s.deferred.mu.Unlock()
+	appendChain(t, s, 20, 10)
+	checkIndexes(t, s)
+	if through, head := indexMark(t, s); through != head {
+		t.Fatalf("mark %d, head %d after the rebuild", through, head)
+	}
+}
+
+// An erasure must not leave the subject's clear values waiting in memory
+// to be indexed after it: nothing of alice may reach the file.
+func TestEraseWithWaitingEntries(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.db")
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendChain(t, s, 0, 60)
+	if through, _ := indexMark(t, s); through != 0 {
+		t.Fatalf("mark %d; want the entries still waiting", through)
+	}
+	if n, err := s.EraseSubject("alice", pseudo); err != nil || n != 20 {
+		t.Fatalf("erased %d, %v; want 20", n, err)
+	}
+	checkIndexes(t, s)
+	if page, err := s.Query(Filter{User: "alice"}, 100, ""); err != nil || len(page.Events) != 0 {
+		t.Fatalf("alice still found: %d events, %v", len(page.Events), err)
+	}
+	if _, err := s.ScrubFreePages(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(raw, []byte("alice")) {
+		t.Fatal("the file still holds alice after the erasure")
+	}
+}
