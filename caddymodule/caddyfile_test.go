@@ -54,6 +54,9 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"app detectors_file arity", "audit {\n detectors_file\n}", "wrong argument count", appParse},
 		{"app policy_file arity", "audit {\n policy_file a.yaml b.yaml\n}", "wrong argument count", appParse},
 		{"app bad sweep_interval", "audit {\n sweep_interval often\n}", "sweep_interval", appParse},
+		{"app bad commit_delay", "audit {\n commit_delay soon\n}", "commit_delay", appParse},
+		{"app commit_delay off arity", "audit {\n commit_delay off now\n}", "wrong argument count", appParse},
+		{"app commit_delay arity", "audit {\n commit_delay\n}", "wrong argument count", appParse},
 		{"app negative queue", "audit {\n queue_size -1\n}", "queue_size: want a non-negative integer", appParse},
 		{"admin takes nothing", "audit_admin {\n x\n}", "takes no options", adminParse},
 	}
@@ -67,6 +70,16 @@ func TestCaddyfileErrors(t *testing.T) {
 				t.Errorf("error does not say where: %v", err)
 			}
 		})
+	}
+}
+
+func TestCommitDelayOff(t *testing.T) {
+	var a App
+	if err := a.UnmarshalCaddyfile(caddyfile.NewTestDispenser("audit {\n commit_delay off\n}")); err != nil {
+		t.Fatal(err)
+	}
+	if a.CommitDelay != -1 {
+		t.Fatalf("commit_delay off: %d, want -1 (commit at once)", a.CommitDelay)
 	}
 }
 

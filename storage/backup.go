@@ -10,9 +10,11 @@ import (
 // writes continue: it runs in one read transaction, so it sees the store
 // as of its start (bbolt's Tx.WriteTo). The copy is itself a valid audit
 // database; restoring is replacing audit.db with it while Caddy is stopped.
+// Index entries still waiting in memory are written first, so the copy
+// needs no catch-up when it is opened.
 func (s *Store) Backup(w io.Writer) (int64, error) {
 	var n int64
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.viewIndexed(func(tx *bolt.Tx) error {
 		var err error
 		n, err = tx.WriteTo(w)
 		return err

@@ -677,20 +677,6 @@ func (b *indexBatch) drop(id indexID, v []byte, p pos) {
 	o.del = append(o.del, p)
 }
 
-// absorb adds the changes collected in o (another transaction's batch,
-// committed) to b.
-func (b *indexBatch) absorb(o *indexBatch) {
-	for id := range numIndexes {
-		b.puts[id] = append(b.puts[id], o.puts[id]...)
-		b.dels[id] = append(b.dels[id], o.dels[id]...)
-		for v, ops := range o.ops[id] {
-			t := b.list(id, []byte(v))
-			t.add = append(t.add, ops.add...)
-			t.del = append(t.del, ops.del...)
-		}
-	}
-}
-
 // flush writes the collected changes and empties the batch.
 func (b *indexBatch) flush() error {
 	if err := b.write(); err != nil {

@@ -55,6 +55,7 @@ type deferredIndex struct {
 	// bbolt's own writer lock, so entries are added in commit order.
 	mu      sync.Mutex
 	pending *indexBatch // nil when nothing waits in memory
+	values  []byte      // the arena Append transactions reuse (collector)
 	events  int         // events committed since the last flush
 	since   time.Time   // when the first of them was committed
 	maxSeq  uint64      // the greatest seq among them
@@ -67,24 +68,48 @@ type deferredIndex struct {
 	waiting atomic.Bool
 }
 
-// absorb takes the entries a committed Append collected. mu is held.
-func (d *deferredIndex) absorb(b *indexBatch, n int, lastSeq uint64) {
+// collector returns the batch an Append transaction collects its index
+// entries into: the waiting entries themselves, so that nothing is copied
+// after the commit, or a throwaway batch while the next flush rebuilds
+// from disk anyway. mu is held. The values arena (event records and chain
+// links, which bbolt reads until the commit) is the one every Append
+// reuses: once a transaction has ended, nothing refers to its values.
+func (d *deferredIndex) collector(tx *bolt.Tx) *indexBatch {
+	b := d.pending
+	switch {
+	case d.fromDisk:
+		b = &indexBatch{}
+	case b == nil:
+		b = &indexBatch{}
+		d.pending = b
+	}
+	b.tx = tx
+	b.values = d.values[:0]
+	return b
+}
+
+// appended records that an Append committed n events, the last with seq
+// lastSeq, whose entries b collected. mu is held.
+func (d *deferredIndex) appended(b *indexBatch, n int, lastSeq uint64) {
+	d.values = b.values[:0]
 	if d.events == 0 {
 		d.since = time.Now()
 	}
 	d.events += n
 	d.maxSeq = lastSeq
 	d.waiting.Store(true)
-	switch {
-	case d.fromDisk:
-	case d.events > maxDeferredEvents:
+	if d.events > maxDeferredEvents && !d.fromDisk {
 		d.pending, d.fromDisk = nil, true
-	default:
-		if d.pending == nil {
-			d.pending = &indexBatch{}
-		}
-		d.pending.absorb(b)
 	}
+}
+
+// rolledBack records that an Append failed: b may hold entries of events
+// that were never stored, so the waiting entries are dropped and the next
+// flush indexes from the stored records. mu is held.
+func (d *deferredIndex) rolledBack(b *indexBatch) {
+	d.values = b.values[:0]
+	d.pending, d.fromDisk = nil, true
+	d.waiting.Store(true)
 }
 
 // due reports whether the waiting entries should be written now.

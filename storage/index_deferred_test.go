@@ -129,3 +129,20 @@ func TestEraseWithWaitingEntries(t *testing.T) {
 		t.Fatal("the file still holds alice after the erasure")
 	}
 }
+
+// A failed Append may have collected entries for events that were rolled
+// back; none of them may reach the index.
+func TestFailedAppendLeavesNoEntries(t *testing.T) {
+	s := openChainStore(t)
+	appendChain(t, s, 0, 10)
+	bad := chainEvents(10, 3)
+	bad[2].Details = map[string]any{"unencodable": make(chan int)}
+	if err := s.Append(bad...); err == nil {
+		t.Fatal("an event whose details cannot be encoded was stored")
+	}
+	appendChain(t, s, 20, 10)
+	checkIndexes(t, s)
+	if n := s.Count(); n != 20 {
+		t.Fatalf("%d events stored, want 20", n)
+	}
+}

@@ -187,8 +187,9 @@ func (s *Store) Append(events ...*Event) error {
 	defer d.mu.Unlock()
 	var idx *indexBatch
 	err := s.update(func(tx *bolt.Tx) error {
-		idx = beginIndexBatch(tx)
-		defer idx.end()
+		idx = d.collector(tx)
+		openBatches.Store(tx, idx)
+		defer openBatches.CompareAndDelete(tx, idx)
 		b := tx.Bucket(bucketEvents)
 		for _, ev := range events {
 			seq, err := b.NextSequence()
@@ -203,12 +204,15 @@ func (s *Store) Append(events ...*Event) error {
 		return nil
 	})
 	if err != nil {
+		if idx != nil {
+			d.rolledBack(idx)
+		}
 		for _, ev := range events {
 			ev.Seq = 0
 		}
 		return err
 	}
-	d.absorb(idx, len(events), events[len(events)-1].Seq)
+	d.appended(idx, len(events), events[len(events)-1].Seq)
 	if d.due() {
 		// A failure leaves the entries waiting; the events are stored.
 		_ = s.flushLocked()
