@@ -221,6 +221,9 @@ func (s *Store) eraseEvents(seqs []uint64, needle []byte, pseudonym func(field, 
 		if err := putEvent(tx, rec); err != nil {
 			return fmt.Errorf("recording the erasure: %w", err)
 		}
+		if err := addEventCount(tx, 1); err != nil {
+			return err
+		}
 		for i := range rws {
 			rw := &rws[i]
 			rw.env.erasedBy = recSeq

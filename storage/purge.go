@@ -110,6 +110,9 @@ collect:
 		}
 		n++
 	}
+	if err := addEventCount(tx, -int64(n)); err != nil {
+		return n, len(todo), err
+	}
 	return n, len(todo), ib.flush()
 }
 

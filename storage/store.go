@@ -24,6 +24,11 @@ var (
 	bucketKeys      = []byte("keys")
 	bucketKeyHashes = []byte("key_hashes")
 	keySchema       = []byte("schema")
+	// keyEventCount is the number of stored events, kept by every
+	// transaction that adds or deletes one (addEventCount), so that a
+	// checkpoint does not read every page of the events bucket to count
+	// them (Bucket.Stats): at 50 GB, that was 50 GB read every 10 minutes.
+	keyEventCount = []byte("event_count")
 )
 
 // coreBuckets exist in every schema version. Indexes and the integrity
@@ -201,7 +206,7 @@ func (s *Store) Append(events ...*Event) error {
 				return fmt.Errorf("storing event %s: %w", ev.ID, err)
 			}
 		}
-		return nil
+		return addEventCount(tx, int64(len(events)))
 	})
 	if err != nil {
 		if idx != nil {
@@ -222,12 +227,30 @@ func (s *Store) Append(events ...*Event) error {
 
 // Count returns the number of stored events.
 func (s *Store) Count() int {
-	var n int
+	var n uint64
 	_ = s.view(func(tx *bolt.Tx) error {
-		n = tx.Bucket(bucketEvents).Stats().KeyN
+		n = eventCount(tx)
 		return nil
 	})
-	return n
+	return int(n)
+}
+
+// eventCount reads the event counter.
+func eventCount(tx *bolt.Tx) uint64 {
+	if v := tx.Bucket(bucketMeta).Get(keyEventCount); len(v) == 8 {
+		return binary.BigEndian.Uint64(v)
+	}
+	return 0
+}
+
+// addEventCount adds delta to the event counter, in the transaction that
+// stores or deletes the events.
+func addEventCount(tx *bolt.Tx, delta int64) error {
+	n := int64(eventCount(tx)) + delta
+	if n < 0 {
+		return fmt.Errorf("the event counter would go below zero (%d): %w; run a verification", n, ErrCorrupt)
+	}
+	return tx.Bucket(bucketMeta).Put(keyEventCount, u64(uint64(n)))
 }
 
 func u64(v uint64) []byte {

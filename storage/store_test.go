@@ -106,3 +106,40 @@ func TestNewIDSortsByTime(t *testing.T) {
 		t.Fatal("two ids in the same millisecond collide")
 	}
 }
+
+// The event counter is kept by every change to the events bucket; a
+// checkpoint signs it, so it must be exact.
+func TestEventCounterFollowsEveryChange(t *testing.T) {
+	s := openChainStore(t)
+	check := func(step string) {
+		t.Helper()
+		var stored int
+		if err := s.view(func(tx *bolt.Tx) error {
+			stored = tx.Bucket(bucketEvents).Stats().KeyN
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if got := s.Count(); got != stored {
+			t.Fatalf("after %s: counter %d, events stored %d", step, got, stored)
+		}
+	}
+	appendChain(t, s, 0, 60)
+	check("appending 60")
+	if _, err := s.EraseSubject("alice", pseudo); err != nil {
+		t.Fatal(err)
+	}
+	check("an erasure (one record added)")
+	removed, err := s.Purge(t.Context(), chainBase.Add(30*time.Second), "acme", 0)
+	if err != nil || removed == 0 {
+		t.Fatalf("purge removed %d, %v", removed, err)
+	}
+	check("a purge")
+	cp, err := s.Checkpoint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cp.Count != uint64(s.Count()) {
+		t.Fatalf("checkpoint counts %d events, the store %d", cp.Count, s.Count())
+	}
+}
