@@ -18,6 +18,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/caddy-audit/caddy-audit/policy"
 	"github.com/caddy-audit/caddy-audit/storage"
 )
 
@@ -684,22 +685,7 @@ func TestReliabilityHostileRequests(t *testing.T) {
 	in.cfg.global = "\tservers {\n\t\tmax_header_size 4MiB\n\t}"
 	startInstance(t, in)
 
-	var peakKB atomic.Int64
-	stopSampling := make(chan struct{})
-	sampled := make(chan struct{})
-	go func() {
-		defer close(sampled)
-		for {
-			if kb, err := procStatusKB(in.proc.pid(), "VmRSS"); err == nil && kb > peakKB.Load() {
-				peakKB.Store(kb)
-			}
-			select {
-			case <-stopSampling:
-				return
-			case <-time.After(50 * time.Millisecond):
-			}
-		}
-	}()
+	peakRSS := sampleRSS(in)
 	idleKB, _ := procStatusKB(in.proc.pid(), "VmRSS")
 
 	cases := []hostileCase{
@@ -792,9 +778,7 @@ func TestReliabilityHostileRequests(t *testing.T) {
 	if normal.requests == 0 || normal.errors > 0 {
 		t.Errorf("normal traffic during the slow bodies: %d answered, %d errors", normal.requests, normal.errors)
 	}
-	close(stopSampling)
-	<-sampled
-	peak := peakKB.Load()
+	peak := peakRSS()
 	t.Logf("RSS: %d MiB idle, peak %d MiB during the hostile requests (a %d MiB body went through)", idleKB>>10, peak>>10, s.big>>20)
 	if peak > 512<<10 {
 		t.Errorf("peak RSS %d MiB: memory is not bounded by the request sizes", peak>>10)
@@ -825,6 +809,147 @@ func TestReliabilityHostileRequests(t *testing.T) {
 	if d := ix.duplicates(); len(d) > 0 {
 		t.Errorf("%d events stored twice, e.g. %v", len(d), d[:min(len(d), 5)])
 	}
+}
+
+// TestReliabilityHostileBodies is the body level's share of the hostile
+// requests: bodies far over max_bytes both ways and slow bodies, through
+// the proxy, while the handler tees and redacts what it keeps.
+func TestReliabilityHostileBodies(t *testing.T) {
+	s := reliability(t)
+	up := testUpstream(t)
+	in := auditInstance(t, up, "body", "best_effort")
+	startInstance(t, in)
+	peakRSS := sampleRSS(in)
+	idleKB, _ := procStatusKB(in.proc.pid(), "VmRSS")
+
+	if st := postJSON(t, in, "body-huge-request", s.big); st != http.StatusCreated {
+		t.Errorf("%d MiB JSON request body: status %d", s.big>>20, st)
+	}
+	if st, n := getSized(t, in, "body-huge-response", s.big); st != http.StatusOK || n != s.big {
+		t.Errorf("%d MiB response: status %d, %d bytes received", s.big>>20, st, n)
+	}
+	slow := 20
+	var wg sync.WaitGroup
+	slowStatus := make([]int, slow)
+	for i := range slow {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			slowStatus[i] = postBody(t, in, fmt.Sprintf("body-slow-%d", i), &trickle{n: 30, every: s.load / 30}, 30)
+		}()
+	}
+	time.Sleep(s.load / 3)
+	normal := runLoad(context.Background(), loadOpts{target: in.proxyURL(), conns: 4, duration: s.load / 3, mix: buildMix(256), idPrefix: "body-normal-"})
+	wg.Wait()
+	for i, st := range slowStatus {
+		if st != http.StatusOK {
+			t.Errorf("slow body %d: status %d", i, st)
+		}
+	}
+	if normal.requests == 0 || normal.errors > 0 {
+		t.Errorf("normal traffic during the slow bodies: %d answered, %d errors", normal.requests, normal.errors)
+	}
+	peak := peakRSS()
+	t.Logf("RSS: %d MiB idle, peak %d MiB while %d MiB went through each way at level body", idleKB>>10, peak>>10, s.big>>20)
+	if peak > 512<<10 {
+		t.Errorf("peak RSS %d MiB: memory is not bounded by max_bytes", peak>>10)
+	}
+
+	ix := restartAndExport(t, in)
+	check := func(id, what string, body *storage.Body, bytes int64) {
+		t.Helper()
+		if ix.count["response_complete"][id] != 1 {
+			t.Errorf("%s: %d events", what, ix.count["response_complete"][id])
+			return
+		}
+		switch {
+		case body == nil:
+			t.Errorf("%s: no body recorded", what)
+		case !body.Truncated || body.Size != s.big || int64(len(body.Text)) > policy.MaxBodyBytes+4<<10 || bytes != s.big:
+			t.Errorf("%s: truncated %v, size %d, %d bytes kept, counted %d; want truncated, size and count %d", what, body.Truncated, body.Size, len(body.Text), bytes, s.big)
+		default:
+			t.Logf("%s: size %d, truncated, %d bytes kept", what, body.Size, len(body.Text))
+		}
+	}
+	req, resp := ix.byID["body-huge-request"], ix.byID["body-huge-response"]
+	check("body-huge-request", "huge request body", req.RequestBody, req.BytesIn)
+	check("body-huge-response", "huge response body", resp.ResponseBody, resp.BytesOut)
+	for i := range slow {
+		id := fmt.Sprintf("body-slow-%d", i)
+		ev := ix.byID[id]
+		if ix.count["response_complete"][id] != 1 || ev.BytesIn != 30 || ev.RequestBody == nil || ev.RequestBody.Size != 30 || ev.RequestBody.Truncated {
+			t.Errorf("slow body %s: %d events, bytes_in %d, body %+v", id, ix.count["response_complete"][id], ev.BytesIn, ev.RequestBody)
+		}
+	}
+	if d := ix.duplicates(); len(d) > 0 {
+		t.Errorf("%d events stored twice, e.g. %v", len(d), d[:min(len(d), 5)])
+	}
+}
+
+// sampleRSS samples in's VmRSS every 50 ms until the returned function is
+// called, which returns the peak in KiB.
+func sampleRSS(in *instance) (stop func() int64) {
+	var peak atomic.Int64
+	done := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			if kb, err := procStatusKB(in.proc.pid(), "VmRSS"); err == nil && kb > peak.Load() {
+				peak.Store(kb)
+			}
+			select {
+			case <-done:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}()
+	return func() int64 {
+		close(done)
+		<-sampled
+		return peak.Load()
+	}
+}
+
+// postJSON posts size bytes of a JSON document (one long array) as the
+// request body.
+func postJSON(t *testing.T, in *instance, id string, size int64) int {
+	req, err := http.NewRequest(http.MethodPost, in.proxyURL()+"/api/items", io.LimitReader(jsonStream{}, size))
+	if err != nil {
+		t.Error(err)
+		return 0
+	}
+	req.ContentLength = size
+	req.Header.Set("X-Request-ID", id)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := (&http.Client{Timeout: 5 * time.Minute}).Do(req)
+	if err != nil {
+		t.Errorf("%s: %v", id, err)
+		return 0
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// getSized asks the upstream for a JSON response of size bytes and returns
+// the status and the bytes received.
+func getSized(t *testing.T, in *instance, id string, size int64) (int, int64) {
+	req, err := http.NewRequest(http.MethodGet, fmt.Sprintf("%s%s?bytes=%d", in.proxyURL(), sizedPath, size), nil)
+	if err != nil {
+		t.Error(err)
+		return 0, 0
+	}
+	req.Header.Set("X-Request-ID", id)
+	resp, err := (&http.Client{Timeout: 5 * time.Minute}).Do(req)
+	if err != nil {
+		t.Errorf("%s: %v", id, err)
+		return 0, 0
+	}
+	defer resp.Body.Close()
+	n, _ := io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, n
 }
 
 func firstOr(v []string) string {

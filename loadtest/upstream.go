@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -48,6 +49,10 @@ var (
 	bodyFailure   = []byte(`{"error":"internal error"}`)
 )
 
+// sizedPath answers a JSON document of ?bytes=N bytes, streamed: the
+// reliability tests' huge responses.
+const sizedPath = "/api/export"
+
 func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	u.requests.Add(1)
 	if u.track.Load() {
@@ -55,6 +60,17 @@ func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		u.mu.Lock()
 		u.seen[id]++
 		u.mu.Unlock()
+	}
+	if r.URL.Path == sizedPath {
+		n, err := strconv.ParseInt(r.URL.Query().Get("bytes"), 10, 64)
+		if err != nil || n < 0 {
+			http.Error(w, "bytes: want a non-negative integer", http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
+		_, _ = io.Copy(w, io.LimitReader(jsonStream{}, n))
+		return
 	}
 	var body []byte
 	if r.Body != nil {
@@ -98,4 +114,18 @@ func route(r *http.Request, body []byte) (int, []byte) {
 		return http.StatusInternalServerError, bodyFailure
 	}
 	return http.StatusNotFound, bodyNotFound
+}
+
+// jsonStream is an endless run of small JSON records, comma separated: what
+// a JSON array looks like cut at any length.
+type jsonStream struct{}
+
+var jsonRecords = []byte(strings.Repeat(`{"id":"0123456789","name":"record"},`, 64))
+
+func (jsonStream) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		n += copy(p[n:], jsonRecords)
+	}
+	return n, nil
 }
