@@ -729,7 +729,7 @@ func TestReliabilityHostileRequests(t *testing.T) {
 		{name: "20,000 query parameters", raw: "GET /api/items?" + manyParams(20000) + " HTTP/1.1\r\nHost: x\r\nX-Request-ID: %ID%\r\nConnection: close\r\n\r\n", reaches: true,
 			check: func(t *testing.T, ev storage.Event) { t.Logf("20k-parameter query stored as %d bytes", len(ev.Query)) }},
 		{name: fmt.Sprintf("body of %d MiB", s.big>>20), reaches: true, send: func(t *testing.T, in *instance, id string) int {
-			return postBody(t, in, id, io.LimitReader(zeroReader{}, s.big), s.big)
+			return postBody(t, in, id, "application/octet-stream", io.LimitReader(zeroReader{}, s.big), s.big)
 		}, check: func(t *testing.T, ev storage.Event) {
 			if ev.BytesIn != s.big {
 				t.Errorf("huge body: bytes_in %d, want %d", ev.BytesIn, s.big)
@@ -757,27 +757,7 @@ func TestReliabilityHostileRequests(t *testing.T) {
 	// Slowloris: many connections trickle their bodies one byte at a time
 	// while normal traffic must still be served.
 	slow := 50
-	var wg sync.WaitGroup
-	slowStatus := make([]int, slow)
-	for i := range slow {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			id := fmt.Sprintf("slow-%d", i)
-			slowStatus[i] = postBody(t, in, id, &trickle{n: 30, every: s.load / 30}, 30)
-		}()
-	}
-	time.Sleep(s.load / 3)
-	normal := runLoad(context.Background(), loadOpts{target: in.proxyURL(), conns: 4, duration: s.load / 3, mix: buildMix(256), idPrefix: "normal-"})
-	wg.Wait()
-	for i, st := range slowStatus {
-		if st != 200 {
-			t.Errorf("slow body %d: status %d", i, st)
-		}
-	}
-	if normal.requests == 0 || normal.errors > 0 {
-		t.Errorf("normal traffic during the slow bodies: %d answered, %d errors", normal.requests, normal.errors)
-	}
+	slowBodies(t, in, s, slow, "slow-", "application/octet-stream")
 	peak := peakRSS()
 	t.Logf("RSS: %d MiB idle, peak %d MiB during the hostile requests (a %d MiB body went through)", idleKB>>10, peak>>10, s.big>>20)
 	if peak > 512<<10 {
@@ -822,33 +802,14 @@ func TestReliabilityHostileBodies(t *testing.T) {
 	peakRSS := sampleRSS(in)
 	idleKB, _ := procStatusKB(in.proc.pid(), "VmRSS")
 
-	if st := postJSON(t, in, "body-huge-request", s.big); st != http.StatusCreated {
+	if st := postBody(t, in, "body-huge-request", "application/json", io.LimitReader(jsonStream{}, s.big), s.big); st != http.StatusOK {
 		t.Errorf("%d MiB JSON request body: status %d", s.big>>20, st)
 	}
 	if st, n := getSized(t, in, "body-huge-response", s.big); st != http.StatusOK || n != s.big {
 		t.Errorf("%d MiB response: status %d, %d bytes received", s.big>>20, st, n)
 	}
 	slow := 20
-	var wg sync.WaitGroup
-	slowStatus := make([]int, slow)
-	for i := range slow {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			slowStatus[i] = postBody(t, in, fmt.Sprintf("body-slow-%d", i), &trickle{n: 30, every: s.load / 30}, 30)
-		}()
-	}
-	time.Sleep(s.load / 3)
-	normal := runLoad(context.Background(), loadOpts{target: in.proxyURL(), conns: 4, duration: s.load / 3, mix: buildMix(256), idPrefix: "body-normal-"})
-	wg.Wait()
-	for i, st := range slowStatus {
-		if st != http.StatusOK {
-			t.Errorf("slow body %d: status %d", i, st)
-		}
-	}
-	if normal.requests == 0 || normal.errors > 0 {
-		t.Errorf("normal traffic during the slow bodies: %d answered, %d errors", normal.requests, normal.errors)
-	}
+	slowBodies(t, in, s, slow, "body-slow-", "application/json")
 	peak := peakRSS()
 	t.Logf("RSS: %d MiB idle, peak %d MiB while %d MiB went through each way at level body", idleKB>>10, peak>>10, s.big>>20)
 	if peak > 512<<10 {
@@ -886,6 +847,33 @@ func TestReliabilityHostileBodies(t *testing.T) {
 	}
 }
 
+// slowBodies sends n bodies of 30 bytes that trickle in over s.load (ids
+// prefix0, prefix1...) while normal traffic runs beside them, and checks
+// that all of it was answered.
+func slowBodies(t *testing.T, in *instance, s scale, n int, prefix, contentType string) {
+	t.Helper()
+	var wg sync.WaitGroup
+	status := make([]int, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			status[i] = postBody(t, in, fmt.Sprintf("%s%d", prefix, i), contentType, &trickle{n: 30, every: s.load / 30}, 30)
+		}()
+	}
+	time.Sleep(s.load / 3)
+	normal := runLoad(context.Background(), loadOpts{target: in.proxyURL(), conns: 4, duration: s.load / 3, mix: buildMix(256), idPrefix: prefix + "normal-"})
+	wg.Wait()
+	for i, st := range status {
+		if st != http.StatusOK {
+			t.Errorf("slow body %s%d: status %d", prefix, i, st)
+		}
+	}
+	if normal.requests == 0 || normal.errors > 0 {
+		t.Errorf("normal traffic during the slow bodies: %d answered, %d errors", normal.requests, normal.errors)
+	}
+}
+
 // sampleRSS samples in's VmRSS every 50 ms until the returned function is
 // called, which returns the peak in KiB.
 func sampleRSS(in *instance) (stop func() int64) {
@@ -910,27 +898,6 @@ func sampleRSS(in *instance) (stop func() int64) {
 		<-sampled
 		return peak.Load()
 	}
-}
-
-// postJSON posts size bytes of a JSON document (one long array) as the
-// request body.
-func postJSON(t *testing.T, in *instance, id string, size int64) int {
-	req, err := http.NewRequest(http.MethodPost, in.proxyURL()+"/api/items", io.LimitReader(jsonStream{}, size))
-	if err != nil {
-		t.Error(err)
-		return 0
-	}
-	req.ContentLength = size
-	req.Header.Set("X-Request-ID", id)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := (&http.Client{Timeout: 5 * time.Minute}).Do(req)
-	if err != nil {
-		t.Errorf("%s: %v", id, err)
-		return 0
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode
 }
 
 // getSized asks the upstream for a JSON response of size bytes and returns
@@ -998,8 +965,8 @@ func sendRaw(t *testing.T, in *instance, raw string) int {
 	return resp.StatusCode
 }
 
-// postBody streams body to /api/items with the given id.
-func postBody(t *testing.T, in *instance, id string, body io.Reader, size int64) int {
+// postBody streams body to /api/items/1 with the given id.
+func postBody(t *testing.T, in *instance, id, contentType string, body io.Reader, size int64) int {
 	req, err := http.NewRequest(http.MethodPost, in.proxyURL()+"/api/items/1", body)
 	if err != nil {
 		t.Error(err)
@@ -1007,7 +974,7 @@ func postBody(t *testing.T, in *instance, id string, body io.Reader, size int64)
 	}
 	req.ContentLength = size
 	req.Header.Set("X-Request-ID", id)
-	req.Header.Set("Content-Type", "application/octet-stream")
+	req.Header.Set("Content-Type", contentType)
 	resp, err := (&http.Client{Timeout: 5 * time.Minute}).Do(req)
 	if err != nil {
 		t.Errorf("%s: %v", id, err)

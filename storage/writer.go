@@ -272,34 +272,30 @@ func (w *Writer) fill(batch []pending, delay *time.Timer) []pending {
 		}
 	}()
 	for len(batch) < w.opts.MaxBatch {
+		var p pending
+		var ok bool
 		select {
-		case p, ok := <-w.queue:
-			if !ok {
-				return batch
-			}
-			batch = append(batch, p)
-			strict = strict || p.ack != nil
-			continue
+		case p, ok = <-w.queue:
 		default:
-		}
-		if strict || w.opts.CommitDelay <= 0 {
-			return batch
-		}
-		if !waiting {
-			delay.Reset(w.opts.CommitDelay)
-			waiting = true
-		}
-		select {
-		case p, ok := <-w.queue:
-			if !ok {
+			if strict || w.opts.CommitDelay <= 0 {
 				return batch
 			}
-			batch = append(batch, p)
-			strict = strict || p.ack != nil
-		case <-delay.C:
-			waiting = false
+			if !waiting {
+				delay.Reset(w.opts.CommitDelay)
+				waiting = true
+			}
+			select {
+			case p, ok = <-w.queue:
+			case <-delay.C:
+				waiting = false
+				return batch
+			}
+		}
+		if !ok {
 			return batch
 		}
+		batch = append(batch, p)
+		strict = strict || p.ack != nil
 	}
 	return batch
 }
