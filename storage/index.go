@@ -33,8 +33,10 @@ import (
 // indexes, a key per entry made each event cost a dozen B+tree inserts,
 // and bbolt spent more time on them than on everything else (about 30k
 // events/s on the benchmark machine). Blocks let a batch of events touch
-// each (index, value) once: the writer groups the batch's positions per
-// value and rewrites that value's newest block. They are also 5-10x
+// each (index, value) once: the batch's positions are grouped per value
+// and that value's newest block is rewritten; Append defers the entries
+// so that one batch spans thousands of events (index_deferred.go). They
+// are also 5-10x
 // smaller on disk, since a position delta-encodes to a few bytes where a
 // key cost ~45. A query decodes a block (128 varint pairs) when it enters
 // it, which is cheap next to decoding an event.
@@ -529,7 +531,8 @@ type indexBatch struct {
 	entries []pos
 	// values backs the event records and chain links of the batch, for
 	// the same reason as arena: one allocation per 256 KiB instead of two
-	// per event.
+	// per event. Append's batches reuse one across transactions
+	// (deferredIndex.collector).
 	values []byte
 }
 
