@@ -66,6 +66,13 @@ type deferredIndex struct {
 	// waiting is events > 0 || fromDisk, readable without mu, so that a
 	// reader with nothing to catch up takes no lock.
 	waiting atomic.Bool
+	// After a failed flush (a damaged index block, a full file) the next
+	// attempt waits until retryAt, backing off from one second to a
+	// minute: retrying on every Append and every query would make each
+	// of them pay for a flush that fails again.
+	lastErr error
+	backoff time.Duration
+	retryAt time.Time
 }
 
 // collector returns the batch an Append transaction collects its index
@@ -144,7 +151,16 @@ func (d *deferredIndex) write(tx *bolt.Tx) error {
 // committed.
 func (d *deferredIndex) written() {
 	d.pending, d.events, d.maxSeq, d.fromDisk = nil, 0, 0, false
+	d.lastErr, d.backoff = nil, 0
 	d.waiting.Store(false)
+}
+
+// failed starts or lengthens the backoff after a failed flush.
+func (d *deferredIndex) failed(err error) error {
+	d.backoff = min(max(2*d.backoff, time.Second), time.Minute)
+	d.retryAt = time.Now().Add(d.backoff)
+	d.lastErr = fmt.Errorf("writing deferred index entries (next attempt in %s): %w", d.backoff, err)
+	return d.lastErr
 }
 
 // indexedThrough reads the mark; a file without one has nothing indexed
@@ -169,14 +185,18 @@ func (s *Store) FlushIndexes() error {
 	return s.flushLocked()
 }
 
-// flushLocked is FlushIndexes with deferred.mu held.
+// flushLocked is FlushIndexes with deferred.mu held. During a backoff it
+// returns the last failure without trying.
 func (s *Store) flushLocked() error {
 	d := &s.deferred
 	if d.events == 0 && !d.fromDisk {
 		return nil
 	}
+	if d.lastErr != nil && time.Now().Before(d.retryAt) {
+		return d.lastErr
+	}
 	if err := s.update(d.write); err != nil {
-		return fmt.Errorf("writing deferred index entries: %w", err)
+		return d.failed(err)
 	}
 	d.written()
 	return nil
@@ -192,17 +212,22 @@ func (s *Store) viewIndexed(fn func(*bolt.Tx) error) error {
 }
 
 // updateIndexed is update for transactions that read or change index
-// entries (erasure, retention): the waiting entries are written in the
-// same transaction first. An erasure must not leave a subject's clear
-// values waiting in memory to be indexed after it.
+// entries (erasure, retention): the waiting entries are written first, and
+// no Append comes in between. An erasure must not leave a subject's clear
+// values waiting in memory to be indexed after it: if they cannot be
+// written (a damaged index block, a full file), they are dropped instead,
+// and the next flush indexes those events from their stored records,
+// which the erasure has rewritten. Either way the erasure or purge goes
+// ahead: a damaged block of one user must not hold up another's erasure.
 func (s *Store) updateIndexed(fn func(*bolt.Tx) error) error {
 	d := &s.deferred
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	err := s.update(func(tx *bolt.Tx) error {
-		if err := d.write(tx); err != nil {
-			return fmt.Errorf("writing deferred index entries: %w", err)
-		}
+	if err := s.flushLocked(); err != nil {
+		d.pending, d.fromDisk = nil, true
+		d.waiting.Store(true)
+	}
+	return s.update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		head := tx.Bucket(bucketEvents).Sequence()
 		upToDate := indexedThrough(meta) == head
@@ -215,10 +240,6 @@ func (s *Store) updateIndexed(fn func(*bolt.Tx) error) error {
 		}
 		return nil
 	})
-	if err == nil {
-		d.written()
-	}
-	return err
 }
 
 // catchUpIndexes indexes, at Open, the events a crash left after the mark.

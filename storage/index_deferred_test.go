@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -144,5 +146,77 @@ func TestFailedAppendLeavesNoEntries(t *testing.T) {
 	checkIndexes(t, s)
 	if n := s.Count(); n != 20 {
 		t.Fatalf("%d events stored, want 20", n)
+	}
+}
+
+// damageNewestBlock overwrites the newest idx_user block whose key holds
+// name with a value no block decodes from.
+func damageNewestBlock(t *testing.T, s *Store, name string) {
+	t.Helper()
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketUserIndex)
+		var last []byte
+		_ = b.ForEach(func(k, _ []byte) error {
+			if bytes.Contains(k, []byte(name)) {
+				last = bytes.Clone(k)
+			}
+			return nil
+		})
+		if last == nil {
+			t.Fatalf("no index block of %s", name)
+		}
+		return b.Put(last, []byte{0x80})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A damaged block of one user makes every flush fail. That must not hold
+// up another subject's erasure, and must not be retried on every call.
+// (Purging that user's own events still fails on the block, as it did
+// before entries were deferred: they cannot be removed from it.)
+func TestDamagedIndexBlockDoesNotHoldUpErasure(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.db")
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendChain(t, s, 0, 30)
+	if err := s.FlushIndexes(); err != nil {
+		t.Fatal(err)
+	}
+	damageNewestBlock(t, s, "carol")
+	appendChain(t, s, 30, 30) // stored; their entries wait
+
+	first := s.FlushIndexes()
+	if first == nil || !strings.Contains(first.Error(), "next attempt in 1s") {
+		t.Fatalf("flush over a damaged block: %v", first)
+	}
+	if again := s.FlushIndexes(); again != first {
+		t.Fatalf("a flush during the backoff was attempted: %v", again)
+	}
+	s.deferred.mu.Lock()
+	s.deferred.retryAt = time.Now() // the backoff is over
+	s.deferred.mu.Unlock()
+	if later := s.FlushIndexes(); later == nil || !strings.Contains(later.Error(), "next attempt in 2s") {
+		t.Fatalf("the attempt after the backoff: %v", later)
+	}
+
+	if n, err := s.EraseSubject("alice", pseudo); err != nil || n != 20 {
+		t.Fatalf("erasing alice beside a damaged block of carol: %d, %v", n, err)
+	}
+	if _, err := s.ScrubFreePages(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(raw, []byte("alice")) {
+		t.Fatal("the file holds alice after her erasure")
 	}
 }

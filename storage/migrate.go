@@ -93,20 +93,15 @@ func migrate1to2(s *Store) error {
 	}
 }
 
-// migrate2to3 sets the mark of deferred indexing (index_deferred.go) and
-// the event counter (keyEventCount). Schema 2 indexed every event in the
-// transaction that stored it, so all of them are indexed, and it had no
-// counter, so the events are counted once here. A schema 2 build would
-// not know that events after the mark lack index entries, nor keep the
-// counter, hence the new version.
+// migrate2to3 sets the mark of deferred indexing (index_deferred.go):
+// schema 2 indexed every event in the transaction that stored it, so all
+// of them are indexed. A schema 2 build would not know that events after
+// the mark lack index entries, nor keep the event counter (which Open
+// sets for a file without one), hence the new version.
 func migrate2to3(s *Store) error {
 	return s.update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
-		events := tx.Bucket(bucketEvents)
-		if err := meta.Put(keyIndexedThrough, u64(events.Sequence())); err != nil {
-			return err
-		}
-		if err := meta.Put(keyEventCount, u64(uint64(events.Stats().KeyN))); err != nil {
+		if err := meta.Put(keyIndexedThrough, u64(tx.Bucket(bucketEvents).Sequence())); err != nil {
 			return err
 		}
 		return meta.Put(keySchema, u64(3))

@@ -108,6 +108,10 @@ func Open(path string, opts Options) (*Store, error) {
 		_ = db.Close()
 		return nil, err
 	}
+	if err := s.countEventsOnce(); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
 	s.catchUpIndexes()
 	return s, nil
 }
@@ -244,13 +248,40 @@ func eventCount(tx *bolt.Tx) uint64 {
 }
 
 // addEventCount adds delta to the event counter, in the transaction that
-// stores or deletes the events.
+// stores or deletes the events. A counter that would go below zero is
+// wrong (a file an older build wrote without one); it is counted again
+// rather than fail the purge that found out.
 func addEventCount(tx *bolt.Tx, delta int64) error {
 	n := int64(eventCount(tx)) + delta
 	if n < 0 {
-		return fmt.Errorf("the event counter would go below zero (%d): %w; run a verification", n, ErrCorrupt)
+		n = int64(countEvents(tx))
 	}
 	return tx.Bucket(bucketMeta).Put(keyEventCount, u64(uint64(n)))
+}
+
+// countEvents counts the events bucket's keys as tx sees them (its own
+// changes included, which Bucket.Stats, reading the committed pages,
+// does not see).
+func countEvents(tx *bolt.Tx) uint64 {
+	var n uint64
+	c := tx.Bucket(bucketEvents).Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		n++
+	}
+	return n
+}
+
+// countEventsOnce sets the event counter of a file that has events but
+// no counter: every file written before the counter existed.
+func (s *Store) countEventsOnce() error {
+	return s.update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		events := tx.Bucket(bucketEvents)
+		if meta.Get(keyEventCount) != nil || events.Sequence() == 0 {
+			return nil
+		}
+		return meta.Put(keyEventCount, u64(countEvents(tx)))
+	})
 }
 
 func u64(v uint64) []byte {

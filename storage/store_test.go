@@ -143,3 +143,37 @@ func TestEventCounterFollowsEveryChange(t *testing.T) {
 		t.Fatalf("checkpoint counts %d events, the store %d", cp.Count, s.Count())
 	}
 }
+
+// A file without the event counter (written before it existed) is counted
+// at Open, and a counter found wrong is counted again, not trusted.
+func TestEventCounterOfOlderFiles(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.db")
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendChain(t, s, 0, 60)
+	if err := s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Delete(keyEventCount) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if s, err = Open(path, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if n := s.Count(); n != 60 {
+		t.Fatalf("counter of a file without one: %d, want 60", n)
+	}
+	if err := s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyEventCount, u64(1)) }); err != nil {
+		t.Fatal(err)
+	}
+	removed, err := s.Purge(t.Context(), chainBase.Add(30*time.Second), "acme", 0)
+	if err != nil || removed == 0 {
+		t.Fatalf("purge with a counter that is too low: removed %d, %v", removed, err)
+	}
+	if n := s.Count(); n != 60-removed {
+		t.Fatalf("counter after the purge: %d, want %d", n, 60-removed)
+	}
+}
