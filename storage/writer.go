@@ -232,6 +232,7 @@ func (w *Writer) run() {
 	defer tick.Stop()
 	delay := time.NewTimer(time.Hour)
 	delay.Stop()
+	var flushErr error // the last failure of an idle flush
 	for {
 		var first pending
 		var ok bool
@@ -240,10 +241,13 @@ func (w *Writer) run() {
 		case <-tick.C:
 			w.recordGap()
 			// Index entries wait for the next commit or a query; when
-			// traffic stops, neither may come soon.
-			if err := w.store.FlushIndexes(); err != nil && w.opts.OnError != nil {
+			// traffic stops, neither may come soon. During a backoff the
+			// same failure comes back every tick: it is reported once.
+			err := w.store.FlushIndexes()
+			if err != nil && err != flushErr && w.opts.OnError != nil {
 				w.opts.OnError(err)
 			}
+			flushErr = err
 			continue
 		}
 		if !ok {
