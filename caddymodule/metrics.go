@@ -25,6 +25,7 @@ var metrics = struct {
 	openErrors    *prometheus.CounterVec
 	strictRejects prometheus.Counter
 	queueDepth    prometheus.Gauge
+	indexPending  prometheus.Gauge
 	commitSeconds prometheus.Histogram
 	batchSize     prometheus.Histogram
 	dbBytes       prometheus.Gauge
@@ -84,6 +85,10 @@ func initMetrics() {
 		metrics.queueDepth = collect(prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: ns, Subsystem: sub, Name: "queue_depth",
 			Help: "Audit events waiting to be committed.",
+		}))
+		metrics.indexPending = collect(prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "index_pending_events",
+			Help: "Stored audit events whose search index entries are not written yet; above a few thousand, index writes are failing.",
 		}))
 		metrics.commitSeconds = collect(prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: ns, Subsystem: sub, Name: "batch_commit_seconds",
@@ -198,7 +203,8 @@ func registerMetrics(reg prometheus.Registerer) error {
 
 // writerObserver feeds the storage writer's signals into the metrics.
 type writerObserver struct {
-	size func() int64
+	size      func() int64
+	unindexed func() int
 
 	mu        sync.Mutex
 	lastSized time.Time
@@ -217,6 +223,7 @@ func (o *writerObserver) Committed(n int, d time.Duration) {
 	o.mu.Unlock()
 	if due {
 		metrics.dbBytes.Set(float64(o.size()))
+		metrics.indexPending.Set(float64(o.unindexed()))
 	}
 }
 

@@ -127,6 +127,7 @@ var requiredMetrics = []string{
 	"caddy_audit_write_errors_total",
 	"caddy_audit_strict_rejections_total",
 	"caddy_audit_queue_depth",
+	"caddy_audit_index_pending_events",
 	"caddy_audit_batch_commit_seconds",
 	"caddy_audit_events_per_batch",
 	"caddy_audit_db_size_bytes",

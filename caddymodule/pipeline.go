@@ -81,7 +81,7 @@ func openPipeline(a *App) (*pipeline, error) {
 		return nil, err
 	}
 	logger := newLoggerRef(a.logger)
-	observer := &writerObserver{size: store.Size}
+	observer := &writerObserver{size: store.Size, unindexed: store.UnindexedEvents}
 	detector := newDetectorWorker(store, logger, a.detectorSettings())
 	w := storage.NewWriter(store, storage.WriterOptions{
 		QueueSize:   a.QueueSize,

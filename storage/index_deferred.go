@@ -66,6 +66,8 @@ type deferredIndex struct {
 	// waiting is events > 0 || fromDisk, readable without mu, so that a
 	// reader with nothing to catch up takes no lock.
 	waiting atomic.Bool
+	// unindexed mirrors events for UnindexedEvents, without mu.
+	unindexed atomic.Int64
 	// After a failed flush (a damaged index block, a full file) the next
 	// attempt waits until retryAt, backing off from one second to a
 	// minute: retrying on every Append and every query would make each
@@ -105,6 +107,7 @@ func (d *deferredIndex) appended(b *indexBatch, n int, lastSeq uint64) {
 	d.events += n
 	d.maxSeq = lastSeq
 	d.waiting.Store(true)
+	d.unindexed.Store(int64(d.events))
 	if d.events > maxDeferredEvents && !d.fromDisk {
 		d.pending, d.fromDisk = nil, true
 	}
@@ -153,6 +156,7 @@ func (d *deferredIndex) written() {
 	d.pending, d.events, d.maxSeq, d.fromDisk = nil, 0, 0, false
 	d.lastErr, d.backoff = nil, 0
 	d.waiting.Store(false)
+	d.unindexed.Store(0)
 }
 
 // failed starts or lengthens the backoff after a failed flush.
@@ -184,6 +188,11 @@ func (s *Store) FlushIndexes() error {
 	defer s.deferred.mu.Unlock()
 	return s.flushLocked()
 }
+
+// UnindexedEvents is the number of stored events whose index entries are
+// not written yet: a few thousand at most while flushes succeed, growing
+// while they fail (FlushIndexes says why).
+func (s *Store) UnindexedEvents() int { return int(s.deferred.unindexed.Load()) }
 
 // flushLocked is FlushIndexes with deferred.mu held. During a backoff it
 // returns the last failure without trying.

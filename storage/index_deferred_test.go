@@ -176,6 +176,9 @@ func TestDamagedIndexBlockDoesNotHoldUpErasure(t *testing.T) {
 	}
 	damageNewestBlock(t, s, "carol")
 	appendChain(t, s, 30, 30) // stored; their entries wait
+	if n := s.UnindexedEvents(); n != 30 {
+		t.Fatalf("%d events reported unindexed, want 30", n)
+	}
 
 	first := s.FlushIndexes()
 	if first == nil || !strings.Contains(first.Error(), "next attempt in 1s") {
@@ -213,5 +216,32 @@ func closedFileLacks(t *testing.T, s *Store, path, value string) {
 	}
 	if bytes.Contains(raw, []byte(value)) {
 		t.Fatalf("the file still holds %q", value)
+	}
+}
+
+// The writer reports a failing index flush as a write failure (metrics
+// and log), though every Append succeeds.
+func TestWriterReportsFailingIndexFlush(t *testing.T) {
+	s := openChainStore(t)
+	appendChain(t, s, 0, 30)
+	if err := s.FlushIndexes(); err != nil {
+		t.Fatal(err)
+	}
+	damageNewestBlock(t, s, "carol")
+	obs := &countingObserver{}
+	w := NewWriter(s, WriterOptions{Observer: obs})
+	defer w.Close()
+	for _, ev := range chainEvents(30, 3) {
+		if err := w.Enqueue(ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for deadline := time.Now().Add(time.Minute); obs.writeFails.Load() == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the failing index flush was never reported")
+		}
+	}
+	if obs.committed.Load() != 3 {
+		t.Fatalf("%d events committed, want 3: the events themselves are stored", obs.committed.Load())
 	}
 }

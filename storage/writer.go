@@ -241,11 +241,15 @@ func (w *Writer) run() {
 		case <-tick.C:
 			w.recordGap()
 			// Index entries wait for the next commit or a query; when
-			// traffic stops, neither may come soon. During a backoff the
-			// same failure comes back every tick: it is reported once.
+			// traffic stops, neither may come soon. A failure (this one's
+			// or an Append's) comes back every tick during its backoff: it
+			// is reported once.
 			err := w.store.FlushIndexes()
-			if err != nil && err != flushErr && w.opts.OnError != nil {
-				w.opts.OnError(err)
+			if err != nil && err != flushErr {
+				w.opts.Observer.WriteFailed(err)
+				if w.opts.OnError != nil {
+					w.opts.OnError(err)
+				}
 			}
 			flushErr = err
 			continue
