@@ -475,3 +475,14 @@ func TestImportRedactsLikeTheLiveHandler(t *testing.T) {
 		t.Errorf("referer without a redactor = %q", ev.Referer)
 	}
 }
+
+// A query over policy.MaxValueLen is cut once, with the marker the live
+// handler stores, not cut again through its own marker.
+func TestLongQueryStoredLikeTheLiveHandler(t *testing.T) {
+	query := "q=" + strings.Repeat("a", policy.MaxValueLen+100)
+	line := `192.0.2.8 - - [10/Oct/2025:13:55:36 +0200] "GET /search?` + query + ` HTTP/1.1" 200 12`
+	ev := importOne(t, line, withRedactor(Options{Format: FormatCommon}))
+	if want := testRedactor.Query(query); ev.Query != want {
+		t.Errorf("query ends %q, want it to end %q as the live handler stores it", ev.Query[len(ev.Query)-40:], want[len(want)-40:])
+	}
+}

@@ -389,13 +389,16 @@ func (r *Reader) event(rec *record, f Format) storage.Event {
 	if host != "" {
 		ev.Host = policy.Clean(host)
 	}
-	ev.Path = policy.Clean(path)
 	if o.Redactor != nil {
 		ev.Path = o.Redactor.Path(path)
+	} else {
+		ev.Path = policy.Clean(path)
 	}
 	if query != "" {
 		if o.Redactor != nil {
-			ev.Query = policy.Clean(o.Redactor.Query(query))
+			// Query cleans and bounds its result; cleaning it again would
+			// cut its truncation marker.
+			ev.Query = o.Redactor.Query(query)
 		} else {
 			ev.Details["query_dropped"] = true
 		}
@@ -404,7 +407,7 @@ func (r *Reader) event(rec *record, f Format) storage.Event {
 		// Not a request line; its query-like parts are not parsed, so it
 		// is stored only through the redactor, like a query.
 		if o.Redactor != nil {
-			ev.Details["request_line"] = policy.Clean(o.Redactor.Query(rec.rawRequest))
+			ev.Details["request_line"] = o.Redactor.Query(rec.rawRequest)
 		} else {
 			ev.Details["request_line_dropped"] = true
 		}
