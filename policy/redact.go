@@ -183,14 +183,17 @@ func (r *Redactor) sensitiveFolded(n string) bool {
 	return false
 }
 
-// sensitiveFieldWords are sensitiveWords as normField leaves them.
-var sensitiveFieldWords = []string{"token", "secret", "password", "passwd", "apikey", "credential", "session"}
-
-var sensitiveFieldWordBytes = func() (out [][]byte) {
-	for _, w := range sensitiveFieldWords {
-		out = append(out, []byte(w))
+// sensitiveFieldWords are sensitiveWords as normField leaves them, derived
+// so that a word added there is caught in body fields too; the bytes form
+// serves SensitiveField's stack-folded names.
+var sensitiveFieldWords, sensitiveFieldWordBytes = func() (words []string, bs [][]byte) {
+	for _, w := range sensitiveWords {
+		if n := normField(w); !slices.Contains(words, n) {
+			words = append(words, n)
+			bs = append(bs, []byte(n))
+		}
 	}
-	return out
+	return words, bs
 }()
 
 // Text returns s fit to store: value patterns and the values of sensitive

@@ -203,3 +203,16 @@ func TestAllowHeaders(t *testing.T) {
 		t.Fatalf("a rule's allow-list narrows the defaults': %v", got)
 	}
 }
+
+// Every word that marks a header or parameter as sensitive marks a body
+// field too, in the ASCII fast path and in the folded one.
+func TestSensitiveFieldWords(t *testing.T) {
+	r := NewRedactor([]byte("k"), nil, nil)
+	for _, w := range sensitiveWords {
+		for _, name := range []string{"x_" + w + "_y", "é_" + w} {
+			if !r.SensitiveField(name) {
+				t.Errorf("SensitiveField(%q) = false, but %q is a sensitive word", name, w)
+			}
+		}
+	}
+}
