@@ -1,7 +1,6 @@
 package policy
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -250,9 +249,8 @@ func Parse(file string, data []byte) (*Policy, error) {
 	if len(c.errs) > 0 {
 		return nil, c.errs
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(p); err != nil {
+	// The tree already parsed is decoded; shape has refused unknown keys.
+	if err := doc.Decode(p); err != nil {
 		// shape accepted what the decoder refuses: report it with the
 		// position the message names.
 		return nil, Errors{syntaxError(file, err)}
