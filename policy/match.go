@@ -226,7 +226,6 @@ func (e *Engine) Defaults() *Decision { return e.defaults }
 // (after the response): the first matching rule's, or the defaults.
 func (e *Engine) Match(req *Request) *Decision {
 	req.Unknown = 0
-	req.Path = cleanPath(req.Path)
 	for i := range e.rules {
 		if e.rules[i].match(req) == yes {
 			return e.rules[i].decision
@@ -238,7 +237,6 @@ func (e *Engine) Match(req *Request) *Decision {
 // Plan decides before the request is forwarded, when the status (and
 // perhaps the user or workspace) is not known.
 func (e *Engine) Plan(req *Request) Plan {
-	req.Path = cleanPath(req.Path)
 	p := Plan{Decision: e.defaults, Final: true}
 	capture, bytes := -1, 0
 	consider := func(d *Decision) {
