@@ -61,7 +61,7 @@ type exportQuery struct {
 
 // exportParams are the export's parameters: the search's filters without
 // paging (an export streams every match), and the format.
-var exportParams = filterParams(func(q *exportQuery) *eventsQuery { return &q.eventsQuery }, params[exportQuery]{
+var exportParams = filterParams(params[exportQuery]{
 	"format": {doc: "ndjson (default; one event per line, in store order, verifiable offline when unfiltered), " +
 		"csv (columns " + csvColumnNames() + "; every cell quoted, spreadsheet formulas defused), json ({\"events\":[...]}), " +
 		"ocsf (NDJSON of OCSF " + ocsfVersion + " HTTP Activity, class 4002) or ecs (NDJSON with Elastic Common Schema " + ecsVersion + " field names). " +
@@ -78,7 +78,7 @@ var exportParams = filterParams(func(q *exportQuery) *eventsQuery { return &q.ev
 // parseExportQuery parses a raw export query string.
 func parseExportQuery(raw string) (exportQuery, error) {
 	q := exportQuery{format: "ndjson"}
-	err := parseFilterQuery(raw, &q, exportParams, func(q *exportQuery) *eventsQuery { return &q.eventsQuery })
+	err := parseFilterQuery(raw, &q, exportParams)
 	return q, err
 }
 
