@@ -49,8 +49,8 @@ var exportFormats = map[string]exportFormat{
 	"ndjson": {contentType: "application/x-ndjson", ext: "ndjson"},
 	"csv":    {contentType: "text/csv; charset=utf-8; header=present", ext: "csv", rows: func() rowFormat { return &csvFormat{} }},
 	"json":   {contentType: "application/json", ext: "json", rows: func() rowFormat { return &jsonFormat{} }},
-	"ocsf":   {contentType: "application/x-ndjson", ext: "ocsf.ndjson", rows: func() rowFormat { return &ocsfFormat{} }},
-	"ecs":    {contentType: "application/x-ndjson", ext: "ecs.ndjson", rows: func() rowFormat { return &ecsFormat{} }},
+	"ocsf":   {contentType: "application/x-ndjson", ext: "ocsf.ndjson", rows: func() rowFormat { return lineFormat[ocsfEvent](toOCSF) }},
+	"ecs":    {contentType: "application/x-ndjson", ext: "ecs.ndjson", rows: func() rowFormat { return lineFormat[ecsEvent](toECS) }},
 }
 
 // exportQuery is a parsed GET /api/v1/events/export query string.
