@@ -22,20 +22,14 @@ type alertEnv struct {
 
 func newAlertEnv(t *testing.T) *alertEnv {
 	t.Helper()
-	e := &alertEnv{testEnv: newEnv(t, nil)}
-	var err error
-	e.h, err = New(Config{
-		Store: e.store, Recorder: e.rec,
-		Now: func() time.Time { return e.clock },
-		OnAlertClosed: func(id string) {
+	e := &alertEnv{}
+	e.testEnv = newHookedEnv(t, func(c *Config) {
+		c.OnAlertClosed = func(id string) {
 			e.mu.Lock()
 			defer e.mu.Unlock()
 			e.closed = append(e.closed, id)
-		},
+		}
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Six alerts, one a minute: detectors alternate, workspaces alternate.
 	for i := range 6 {
 		a := storage.Alert{

@@ -186,9 +186,7 @@ func (a *api) lookupKey(token string, now time.Time) (storage.APIKey, error) {
 	// The lookup already matched the hash; comparing again guards against
 	// a hash index that points at the wrong record, and does it in constant
 	// time so the comparison leaks nothing.
-	if subtle.ConstantTimeCompare([]byte(key.Hash), []byte(hash)) != 1 ||
-		key.RevokedAt != nil ||
-		key.ExpiresAt != nil && !now.Before(*key.ExpiresAt) {
+	if subtle.ConstantTimeCompare([]byte(key.Hash), []byte(hash)) != 1 || keyStatus(key, now) != keyActive {
 		return storage.APIKey{}, errUnknownKey
 	}
 	return key, nil

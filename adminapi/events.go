@@ -35,12 +35,22 @@ func (a *api) eventRoutes() []route {
 	}
 }
 
+// filtered is a query type Q whose filters are an eventsQuery, its own or
+// embedded: events finds it, so each query type states that once.
+type filtered[Q any] interface {
+	*Q
+	events() *eventsQuery
+}
+
+func (q *eventsQuery) events() *eventsQuery { return q }
+
 // filterParams are eventParams without paging (limit, cursor) and
 // without the names in drop, lifted onto a query type Q that embeds an
-// eventsQuery (get finds it), plus extra: the filters of the exports,
-// statistics and time series, from the one table that parses the
-// search's, so every endpoint filters alike.
-func filterParams[Q any](get func(*Q) *eventsQuery, extra params[Q], drop ...string) params[Q] {
+// eventsQuery, plus extra: the filters of the exports, statistics and
+// time series, from the one table that parses the search's, so every
+// endpoint filters alike.
+func filterParams[Q any, P filtered[Q]](extra params[Q], drop ...string) params[Q] {
+	get := func(q *Q) *eventsQuery { return P(q).events() }
 	return liftParams(eventParams, get, extra, slices.Concat(drop, []string{"limit", "cursor"})...)
 }
 
@@ -163,7 +173,7 @@ var eventParams = params[eventsQuery]{
 // parseEventsQuery parses a raw query string.
 func parseEventsQuery(raw string) (eventsQuery, error) {
 	q := eventsQuery{limit: defaultPageSize}
-	err := parseFilterQuery(raw, &q, eventParams, func(q *eventsQuery) *eventsQuery { return q })
+	err := parseFilterQuery(raw, &q, eventParams)
 	return q, err
 }
 
@@ -178,12 +188,12 @@ func (a *api) searchEvents(w http.ResponseWriter, r *http.Request) {
 }
 
 // parseFilterQuery parses raw into q with ps, then checks the time range
-// of the filter that get finds in q.
-func parseFilterQuery[Q any](raw string, q *Q, ps params[Q], get func(*Q) *eventsQuery) error {
-	if err := parseParams(raw, q, ps); err != nil {
+// of q's filter.
+func parseFilterQuery[Q any, P filtered[Q]](raw string, q P, ps params[Q]) error {
+	if err := parseParams(raw, (*Q)(q), ps); err != nil {
 		return err
 	}
-	f := get(q).filter
+	f := q.events().filter
 	return checkTimeRange(f.From, f.To)
 }
 
@@ -202,7 +212,7 @@ var suspiciousParams = func() params[eventsQuery] {
 // page; min_risk narrows to the riskiest instead.
 func (a *api) suspiciousEvents(w http.ResponseWriter, r *http.Request) {
 	q := eventsQuery{limit: defaultPageSize}
-	if err := parseFilterQuery(r.URL.RawQuery, &q, suspiciousParams, func(q *eventsQuery) *eventsQuery { return q }); err != nil {
+	if err := parseFilterQuery(r.URL.RawQuery, &q, suspiciousParams); err != nil {
 		writeProblem(w, r, http.StatusBadRequest, err.Error())
 		return
 	}

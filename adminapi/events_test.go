@@ -260,9 +260,8 @@ func TestEventsWorkspaceScope(t *testing.T) {
 }
 
 func TestEventsRecordsAuditEvent(t *testing.T) {
-	e := newEnv(t, nil)
 	redactor := policy.NewRedactor([]byte("0123456789abcdef0123456789abcdef"), nil, nil)
-	e.h, _ = New(Config{Store: e.store, Recorder: e.rec, Now: func() time.Time { return e.clock }, Redactor: redactor})
+	e := newHookedEnv(t, func(c *Config) { c.Redactor = redactor })
 	filterFixture(e)
 	var keyID string
 	secret := e.key("auditor", "", func(k *storage.APIKey) { keyID = k.ID })
@@ -416,9 +415,8 @@ func TestEventsRiskAndClassFilters(t *testing.T) {
 // names a looked-up data subject by token only, so an erasure of the
 // subject's events is not undone by the record of who looked them up.
 func TestAuditKeepsSubjectsTokenized(t *testing.T) {
-	e := newEnv(t, nil)
 	redactor := policy.NewRedactor([]byte("0123456789abcdef0123456789abcdef"), nil, nil)
-	e.h, _ = New(Config{Store: e.store, Recorder: e.rec, Now: func() time.Time { return e.clock }, Redactor: redactor})
+	e := newHookedEnv(t, func(c *Config) { c.Redactor = redactor })
 	filterFixture(e)
 	admin, auditor := e.key("admin", "", nil), e.key("auditor", "", nil)
 	for _, c := range []struct {

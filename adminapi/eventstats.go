@@ -27,7 +27,7 @@ type statsQuery struct {
 }
 
 // statsParams are the filters plus the length of the top lists.
-var statsParams = filterParams(func(q *statsQuery) *eventsQuery { return &q.eventsQuery }, params[statsQuery]{
+var statsParams = filterParams(params[statsQuery]{
 	"top": {doc: fmt.Sprintf("Length of the top lists (users, paths, client addresses), 1-%d (default %d).", maxTop, defaultTop), typ: "integer",
 		parse: func(q *statsQuery, v string) error { return intIn(v, 1, maxTop, &q.top, "a number") }},
 })
@@ -71,7 +71,7 @@ func (a *api) badFilterOrStoreError(w http.ResponseWriter, r *http.Request, doin
 func (a *api) eventStats(w http.ResponseWriter, r *http.Request) {
 	key, _ := principalFrom(r.Context())
 	q := statsQuery{top: defaultTop}
-	if err := parseFilterQuery(r.URL.RawQuery, &q, statsParams, func(q *statsQuery) *eventsQuery { return &q.eventsQuery }); err != nil {
+	if err := parseFilterQuery(r.URL.RawQuery, &q, statsParams); err != nil {
 		writeProblem(w, r, http.StatusBadRequest, err.Error())
 		return
 	}
@@ -122,7 +122,7 @@ type timeseriesQuery struct {
 }
 
 // timeseriesParams are the filters plus interval and tz.
-var timeseriesParams = filterParams(func(q *timeseriesQuery) *eventsQuery { return &q.eventsQuery }, params[timeseriesQuery]{
+var timeseriesParams = filterParams(params[timeseriesQuery]{
 	"interval": {doc: "Bucket width: minute, hour (default) or day. Without from, the series covers the last hour, day or 30 days respectively; " +
 		fmt.Sprintf("a range of more than %d buckets is refused.", maxTimeseriesBuckets),
 		parse: func(q *timeseriesQuery, v string) error {
@@ -166,7 +166,7 @@ type timeseries struct {
 func (a *api) eventTimeseries(w http.ResponseWriter, r *http.Request) {
 	key, _ := principalFrom(r.Context())
 	q := timeseriesQuery{interval: "hour", loc: time.UTC}
-	if err := parseFilterQuery(r.URL.RawQuery, &q, timeseriesParams, func(q *timeseriesQuery) *eventsQuery { return &q.eventsQuery }); err != nil {
+	if err := parseFilterQuery(r.URL.RawQuery, &q, timeseriesParams); err != nil {
 		writeProblem(w, r, http.StatusBadRequest, err.Error())
 		return
 	}

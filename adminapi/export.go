@@ -49,8 +49,8 @@ var exportFormats = map[string]exportFormat{
 	"ndjson": {contentType: "application/x-ndjson", ext: "ndjson"},
 	"csv":    {contentType: "text/csv; charset=utf-8; header=present", ext: "csv", rows: func() rowFormat { return &csvFormat{} }},
 	"json":   {contentType: "application/json", ext: "json", rows: func() rowFormat { return &jsonFormat{} }},
-	"ocsf":   {contentType: "application/x-ndjson", ext: "ocsf.ndjson", rows: func() rowFormat { return &ocsfFormat{} }},
-	"ecs":    {contentType: "application/x-ndjson", ext: "ecs.ndjson", rows: func() rowFormat { return &ecsFormat{} }},
+	"ocsf":   {contentType: "application/x-ndjson", ext: "ocsf.ndjson", rows: func() rowFormat { return lineFormat[ocsfEvent](toOCSF) }},
+	"ecs":    {contentType: "application/x-ndjson", ext: "ecs.ndjson", rows: func() rowFormat { return lineFormat[ecsEvent](toECS) }},
 }
 
 // exportQuery is a parsed GET /api/v1/events/export query string.
@@ -61,7 +61,7 @@ type exportQuery struct {
 
 // exportParams are the export's parameters: the search's filters without
 // paging (an export streams every match), and the format.
-var exportParams = filterParams(func(q *exportQuery) *eventsQuery { return &q.eventsQuery }, params[exportQuery]{
+var exportParams = filterParams(params[exportQuery]{
 	"format": {doc: "ndjson (default; one event per line, in store order, verifiable offline when unfiltered), " +
 		"csv (columns " + csvColumnNames() + "; every cell quoted, spreadsheet formulas defused), json ({\"events\":[...]}), " +
 		"ocsf (NDJSON of OCSF " + ocsfVersion + " HTTP Activity, class 4002) or ecs (NDJSON with Elastic Common Schema " + ecsVersion + " field names). " +
@@ -78,7 +78,7 @@ var exportParams = filterParams(func(q *exportQuery) *eventsQuery { return &q.ev
 // parseExportQuery parses a raw export query string.
 func parseExportQuery(raw string) (exportQuery, error) {
 	q := exportQuery{format: "ndjson"}
-	err := parseFilterQuery(raw, &q, exportParams, func(q *exportQuery) *eventsQuery { return &q.eventsQuery })
+	err := parseFilterQuery(raw, &q, exportParams)
 	return q, err
 }
 

@@ -1,7 +1,6 @@
 package adminapi
 
 import (
-	"bufio"
 	"strings"
 
 	"github.com/caddy-audit/caddy-audit/storage"
@@ -174,15 +173,3 @@ func toECS(ev *storage.Event) ecsEvent {
 	}
 	return e
 }
-
-// ecsFormat writes the ECS export.
-type ecsFormat struct{}
-
-func (ecsFormat) header(*bufio.Writer) error { return nil }
-func (ecsFormat) footer(*bufio.Writer) error { return nil }
-func (ecsFormat) row(w *bufio.Writer, ev *storage.Event) error {
-	return writeLine(w, toECS(ev))
-}
-
-// Interface guard
-var _ rowFormat = ecsFormat{}

@@ -44,19 +44,36 @@ func (*jsonFormat) footer(w *bufio.Writer) error {
 	return err
 }
 
-// eventLinesFormat writes one event per line, as GET /api/v1/events shows
-// it, newest first: the NDJSON of exports that are not the store's
+// lineFormat writes NDJSON: each event as one line of the shape that it
+// maps the event to, with no header or footer. The OCSF and ECS exports
+// map to their schemas, eventLines not at all.
+type lineFormat[T any] func(*storage.Event) T
+
+func (lineFormat[T]) header(*bufio.Writer) error { return nil }
+
+func (f lineFormat[T]) row(w *bufio.Writer, ev *storage.Event) error { return writeLine(w, f(ev)) }
+
+func (lineFormat[T]) footer(*bufio.Writer) error { return nil }
+
+// eventLines writes one event per line, as GET /api/v1/events shows it,
+// newest first: the NDJSON of exports that are not the store's
 // verifiable one (the subject access export).
-type eventLinesFormat struct{}
+var eventLines = lineFormat[*storage.Event](func(ev *storage.Event) *storage.Event { return ev })
 
-func (eventLinesFormat) header(*bufio.Writer) error { return nil }
-
-func (eventLinesFormat) row(w *bufio.Writer, ev *storage.Event) error { return writeLine(w, ev) }
-
-func (eventLinesFormat) footer(*bufio.Writer) error { return nil }
+// writeLine writes v as one line of NDJSON.
+func writeLine(w *bufio.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(b); err != nil {
+		return err
+	}
+	return w.WriteByte('\n')
+}
 
 // Interface guards
 var (
 	_ rowFormat = (*jsonFormat)(nil)
-	_ rowFormat = eventLinesFormat{}
+	_ rowFormat = eventLines
 )

@@ -1,8 +1,6 @@
 package adminapi
 
 import (
-	"bufio"
-	"encoding/json"
 	"strconv"
 	"strings"
 
@@ -253,27 +251,3 @@ func urlString(ev *storage.Event) string {
 	}
 	return s
 }
-
-// ocsfFormat writes the OCSF export.
-type ocsfFormat struct{}
-
-func (ocsfFormat) header(*bufio.Writer) error { return nil }
-func (ocsfFormat) footer(*bufio.Writer) error { return nil }
-func (ocsfFormat) row(w *bufio.Writer, ev *storage.Event) error {
-	return writeLine(w, toOCSF(ev))
-}
-
-// writeLine writes v as one line of NDJSON.
-func writeLine(w *bufio.Writer, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	if _, err := w.Write(b); err != nil {
-		return err
-	}
-	return w.WriteByte('\n')
-}
-
-// Interface guard
-var _ rowFormat = ocsfFormat{}

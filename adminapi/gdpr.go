@@ -192,7 +192,7 @@ func (a *api) subjectExport(w http.ResponseWriter, r *http.Request) {
 	}
 	job := exportJob{action: actionSubjectExport, file: "subject-export", format: q.format,
 		details: map[string]any{"subject": pseud}}
-	var rows rowFormat = eventLinesFormat{}
+	var rows rowFormat = eventLines
 	if q.format == "json" {
 		rows = &jsonFormat{}
 	}

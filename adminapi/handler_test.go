@@ -55,6 +55,21 @@ func newEnv(t testing.TB, metrics http.Handler) *testEnv {
 	return e
 }
 
+// newHookedEnv is newEnv with its handler rebuilt from a Config on the
+// same store, recorder and clock that edit completes.
+func newHookedEnv(t *testing.T, edit func(*Config)) *testEnv {
+	t.Helper()
+	e := newEnv(t, nil)
+	cfg := Config{Store: e.store, Recorder: e.rec, Now: func() time.Time { return e.clock }}
+	edit(&cfg)
+	h, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.h = h
+	return e
+}
+
 // key stores a key with role and workspace, lets edit adjust the record
 // first, and returns the secret.
 func (e *testEnv) key(role, workspace string, edit func(*storage.APIKey)) string {

@@ -65,17 +65,22 @@ type KeyView struct {
 	Bindings []storage.RoleBinding `json:"bindings"`
 }
 
-// viewKey turns a stored key into its view at now, dropping the hash.
-func viewKey(k storage.APIKey, bindings []storage.RoleBinding, now time.Time) KeyView {
-	status := keyActive
+// keyStatus is k's state at now: the one rule that authentication, the
+// listings, the last-manager check and the SOC 2 inventory share.
+func keyStatus(k storage.APIKey, now time.Time) string {
 	switch {
 	case k.RevokedAt != nil:
-		status = keyRevoked
+		return keyRevoked
 	case k.ExpiresAt != nil && !now.Before(*k.ExpiresAt):
-		status = keyExpired
+		return keyExpired
 	}
+	return keyActive
+}
+
+// viewKey turns a stored key into its view at now, dropping the hash.
+func viewKey(k storage.APIKey, bindings []storage.RoleBinding, now time.Time) KeyView {
 	return KeyView{
-		ID: k.ID, Name: k.Name, Prefix: k.Prefix, Role: k.Role, Workspace: k.Workspace, Status: status,
+		ID: k.ID, Name: k.Name, Prefix: k.Prefix, Role: k.Role, Workspace: k.Workspace, Status: keyStatus(k, now),
 		CreatedAt: k.CreatedAt, ExpiresAt: k.ExpiresAt, RevokedAt: k.RevokedAt, LastUsedAt: k.LastUsedAt,
 		Bindings: nonNil(bindings),
 	}

@@ -676,7 +676,7 @@ func (a *api) leavesNoManager(ch rbacChange) (bool, error) {
 	}
 	active := make(map[string]bool)
 	for _, k := range keys {
-		if k.ID == ch.key || k.RevokedAt != nil || k.ExpiresAt != nil && !now.Before(*k.ExpiresAt) {
+		if k.ID == ch.key || keyStatus(k, now) != keyActive {
 			continue
 		}
 		active[k.ID] = true

@@ -193,11 +193,10 @@ func (a *api) readKeys(rc *reportCtx) (*keyInventory, error) {
 		if in(k.RevokedAt) {
 			inv.revokedInRange++
 		}
-		switch {
-		case k.RevokedAt != nil:
-		case k.ExpiresAt != nil && !rc.now.Before(*k.ExpiresAt):
+		switch keyStatus(k, rc.now) {
+		case keyExpired:
 			inv.expired = append(inv.expired, k.ID)
-		default:
+		case keyActive:
 			inv.activeByRole[k.Role]++
 			if k.LastUsedAt == nil {
 				inv.neverUsed = append(inv.neverUsed, k.ID)

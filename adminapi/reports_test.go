@@ -19,20 +19,12 @@ var testHMACKey = []byte("report-test-hmac-key-32-bytes!!!")
 // whatever edit changes in the config.
 func newReportEnv(t *testing.T, edit func(*Config)) *testEnv {
 	t.Helper()
-	e := newEnv(t, nil)
-	cfg := Config{
-		Store: e.store, Recorder: e.rec, Now: func() time.Time { return e.clock },
-		Redactor: policy.NewRedactor(testHMACKey, nil, nil),
-	}
-	if edit != nil {
-		edit(&cfg)
-	}
-	h, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.h = h
-	return e
+	return newHookedEnv(t, func(c *Config) {
+		c.Redactor = policy.NewRedactor(testHMACKey, nil, nil)
+		if edit != nil {
+			edit(c)
+		}
+	})
 }
 
 // Report test data set, around rb. The range of the tests is

@@ -236,12 +236,6 @@ var riskTopParams = liftParams(reportParams, func(q *riskTopQuery) *reportQuery 
 		parse: func(q *riskTopQuery, v string) error { return intIn(v, 1, maxRiskTop, &q.limit, "a number") }},
 })
 
-// riskAgg is one subject's running totals.
-type riskAgg struct {
-	events, sum, suspicious int64
-	max                     int
-}
-
 // riskTop serves GET /api/v1/risk/top?by=user|ip&limit=N.
 func (a *api) riskTop(w http.ResponseWriter, r *http.Request) {
 	const name = "risk_top"
@@ -255,7 +249,7 @@ func (a *api) riskTop(w http.ResponseWriter, r *http.Request) {
 	}
 	f := rc.filter
 	f.Kind = storage.KindHTTP
-	aggs := map[string]*riskAgg{}
+	aggs := map[string]*RiskTopItem{}
 	approximate := false
 	var rows int64
 	err := a.store.Scan(rc.ctx, f, func(ev *storage.Event) error {
@@ -273,14 +267,14 @@ func (a *api) riskTop(w http.ResponseWriter, r *http.Request) {
 				approximate = true
 				return nil
 			}
-			g = &riskAgg{}
+			g = &RiskTopItem{Key: k}
 			aggs[k] = g
 		}
-		g.events++
-		g.sum += int64(ev.RiskScore)
-		g.max = max(g.max, ev.RiskScore)
+		g.Events++
+		g.SumScore += int64(ev.RiskScore)
+		g.MaxScore = max(g.MaxScore, ev.RiskScore)
 		if ev.Suspicious {
-			g.suspicious++
+			g.Suspicious++
 		}
 		return nil
 	})
@@ -291,8 +285,8 @@ func (a *api) riskTop(w http.ResponseWriter, r *http.Request) {
 	rc.env.Totals.Events = rows
 	rc.addQuery("events", filterDetails(f), rows, "")
 	items := make([]RiskTopItem, 0, len(aggs))
-	for k, g := range aggs {
-		items = append(items, RiskTopItem{Key: k, Events: g.events, SumScore: g.sum, MaxScore: g.max, Suspicious: g.suspicious})
+	for _, g := range aggs {
+		items = append(items, *g)
 	}
 	slices.SortFunc(items, func(x, y RiskTopItem) int {
 		return cmp.Or(cmp.Compare(y.SumScore, x.SumScore), cmp.Compare(y.MaxScore, x.MaxScore), cmp.Compare(x.Key, y.Key))

@@ -15,20 +15,6 @@ import (
 	"github.com/caddy-audit/caddy-audit/storage"
 )
 
-// newHookedEnv is newEnv with edit applied to the Config.
-func newHookedEnv(t *testing.T, edit func(*Config)) *testEnv {
-	t.Helper()
-	e := newEnv(t, nil)
-	cfg := Config{Store: e.store, Recorder: e.rec, Now: func() time.Time { return e.clock }}
-	edit(&cfg)
-	h, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.h = h
-	return e
-}
-
 // workspaceHook collects what OnWorkspaceChanged is told.
 type workspaceHook struct {
 	mu   sync.Mutex
