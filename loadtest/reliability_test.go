@@ -165,8 +165,10 @@ func indexEvents(evs []storage.Event) eventIndex {
 	return ix
 }
 
-// duplicates lists (stage, request id) pairs stored more than once.
-func (ix eventIndex) duplicates() []string {
+// checkNoDuplicates fails t if a (stage, request id) pair is stored more
+// than once.
+func (ix eventIndex) checkNoDuplicates(t *testing.T) {
+	t.Helper()
 	var d []string
 	for stage, ids := range ix.count {
 		for id, n := range ids {
@@ -175,7 +177,9 @@ func (ix eventIndex) duplicates() []string {
 			}
 		}
 	}
-	return d
+	if len(d) > 0 {
+		t.Errorf("%d events stored twice, e.g. %v", len(d), d[:min(len(d), 5)])
+	}
 }
 
 // droppedRecorded sums the `dropped` counts of events_dropped lifecycle
@@ -290,9 +294,7 @@ func TestReliabilityKill9Strict(t *testing.T) {
 			t.Errorf("the upstream saw %s, which has %d request_received events", id, ix.count["request_received"][id])
 		}
 	}
-	if d := ix.duplicates(); len(d) > 0 {
-		t.Errorf("%d events stored twice, e.g. %v", len(d), d[:min(len(d), 5)])
-	}
+	ix.checkNoDuplicates(t)
 	if before == 0 || after == 0 {
 		t.Errorf("load did not span the kill: %d answers before, %d after", before, after)
 	}
@@ -428,9 +430,7 @@ func reloadRun(t *testing.T, s scale, audit bool) reloadFailures {
 			t.Errorf("the upstream saw %s, which has %d events", id, ix.count["response_complete"][id])
 		}
 	}
-	if d := ix.duplicates(); len(d) > 0 {
-		t.Errorf("%d events stored twice, e.g. %v", len(d), d[:min(len(d), 5)])
-	}
+	ix.checkNoDuplicates(t)
 	if n := ix.droppedRecorded(); n > 0 {
 		t.Errorf("the trail records %d dropped events", n)
 	}
@@ -634,9 +634,7 @@ func diskFull(t *testing.T, s scale, mode string, maxSize bool) {
 		}
 	}
 	recordedGap := ix.droppedRecorded()
-	if d := ix.duplicates(); len(d) > 0 {
-		t.Errorf("%d events stored twice, e.g. %v", len(d), d[:min(len(d), 5)])
-	}
+	ix.checkNoDuplicates(t)
 	if mode == "best_effort" {
 		if recordedGap != dropped {
 			t.Errorf("events_dropped lifecycle events record %d drops; the metric counted %d", recordedGap, dropped)
@@ -786,9 +784,7 @@ func TestReliabilityHostileRequests(t *testing.T) {
 			t.Errorf("slow body %s: %d events, bytes_in %d", id, ix.count["response_complete"][id], ix.byID[id].BytesIn)
 		}
 	}
-	if d := ix.duplicates(); len(d) > 0 {
-		t.Errorf("%d events stored twice, e.g. %v", len(d), d[:min(len(d), 5)])
-	}
+	ix.checkNoDuplicates(t)
 }
 
 // TestReliabilityHostileBodies is the body level's share of the hostile
@@ -842,9 +838,7 @@ func TestReliabilityHostileBodies(t *testing.T) {
 			t.Errorf("slow body %s: %d events, bytes_in %d, body %+v", id, ix.count["response_complete"][id], ev.BytesIn, ev.RequestBody)
 		}
 	}
-	if d := ix.duplicates(); len(d) > 0 {
-		t.Errorf("%d events stored twice, e.g. %v", len(d), d[:min(len(d), 5)])
-	}
+	ix.checkNoDuplicates(t)
 }
 
 // slowBodies sends n bodies of 30 bytes that trickle in over s.load (ids

@@ -210,11 +210,9 @@ func (s *Store) PutAlert(in Alert) (Alert, AlertWrite, error) {
 func (s *Store) GetAlert(id string) (Alert, error) {
 	var a Alert
 	err := s.view(func(tx *bolt.Tx) error {
-		val := tx.Bucket(bucketAlerts).Get([]byte(id))
-		if val == nil {
-			return ErrNotFound
-		}
-		return json.Unmarshal(val, &a)
+		var err error
+		a, err = getRecord[Alert](tx.Bucket(bucketAlerts), []byte(id))
+		return err
 	})
 	return a, err
 }
@@ -377,11 +375,7 @@ func (s *Store) changeAlert(id string, fn func(*Alert) error) (Alert, error) {
 		if err := fn(&a); err != nil {
 			return err
 		}
-		val, err := json.Marshal(a)
-		if err != nil {
-			return err
-		}
-		return b.Put([]byte(id), val)
+		return putRecord(b, []byte(id), a)
 	})
 	return a, err
 }

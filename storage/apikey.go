@@ -55,11 +55,9 @@ func (s *Store) APIKeyByHash(hash string) (APIKey, error) {
 		if id == nil {
 			return ErrNotFound
 		}
-		val := tx.Bucket(bucketKeys).Get(id)
-		if val == nil {
-			return ErrNotFound
-		}
-		return json.Unmarshal(val, &k)
+		var err error
+		k, err = getRecord[APIKey](tx.Bucket(bucketKeys), id)
+		return err
 	})
 	return k, err
 }
@@ -78,21 +76,13 @@ func (s *Store) CountAPIKeys() (int, error) {
 func (s *Store) TouchAPIKey(id string, at time.Time) error {
 	return s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketKeys)
-		val := b.Get([]byte(id))
-		if val == nil {
-			return ErrNotFound
-		}
-		var k APIKey
-		if err := json.Unmarshal(val, &k); err != nil {
+		k, err := getRecord[APIKey](b, []byte(id))
+		if err != nil {
 			return err
 		}
 		at = at.UTC()
 		k.LastUsedAt = &at
-		val, err := json.Marshal(k)
-		if err != nil {
-			return err
-		}
-		return b.Put([]byte(id), val)
+		return putRecord(b, []byte(id), k)
 	})
 }
 
@@ -127,11 +117,9 @@ func (s *Store) CreateAPIKey(k APIKey, customRole bool) error {
 func (s *Store) GetAPIKey(id string) (APIKey, error) {
 	var k APIKey
 	err := s.view(func(tx *bolt.Tx) error {
-		val := tx.Bucket(bucketKeys).Get([]byte(id))
-		if val == nil {
-			return ErrNotFound
-		}
-		return json.Unmarshal(val, &k)
+		var err error
+		k, err = getRecord[APIKey](tx.Bucket(bucketKeys), []byte(id))
+		return err
 	})
 	return k, err
 }
@@ -140,14 +128,9 @@ func (s *Store) GetAPIKey(id string) (APIKey, error) {
 func (s *Store) ListAPIKeys() ([]APIKey, error) {
 	var out []APIKey
 	err := s.view(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketKeys).ForEach(func(_, val []byte) error {
-			var k APIKey
-			if err := json.Unmarshal(val, &k); err != nil {
-				return err
-			}
-			out = append(out, k)
-			return nil
-		})
+		var err error
+		out, err = listRecords[APIKey](tx.Bucket(bucketKeys), nil)
+		return err
 	})
 	// Ids are ULIDs of the creation time, but a key made elsewhere (a
 	// restore, a test) may carry another id: sort by the recorded time.
@@ -164,11 +147,8 @@ func (s *Store) RevokeAPIKey(id string, at time.Time) (APIKey, error) {
 	var k APIKey
 	err := s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketKeys)
-		val := b.Get([]byte(id))
-		if val == nil {
-			return ErrNotFound
-		}
-		if err := json.Unmarshal(val, &k); err != nil {
+		var err error
+		if k, err = getRecord[APIKey](b, []byte(id)); err != nil {
 			return err
 		}
 		if k.RevokedAt != nil {
@@ -176,11 +156,7 @@ func (s *Store) RevokeAPIKey(id string, at time.Time) (APIKey, error) {
 		}
 		at = at.UTC()
 		k.RevokedAt = &at
-		val, err := json.Marshal(k)
-		if err != nil {
-			return err
-		}
-		return b.Put([]byte(id), val)
+		return putRecord(b, []byte(id), k)
 	})
 	return k, err
 }

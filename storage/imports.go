@@ -27,11 +27,9 @@ type Import struct {
 func (s *Store) GetImport(source string) (Import, error) {
 	var im Import
 	err := s.view(func(tx *bolt.Tx) error {
-		val := tx.Bucket(bucketImports).Get([]byte(source))
-		if val == nil {
-			return ErrNotFound
-		}
-		return json.Unmarshal(val, &im)
+		var err error
+		im, err = getRecord[Import](tx.Bucket(bucketImports), []byte(source))
+		return err
 	})
 	return im, err
 }

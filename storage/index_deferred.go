@@ -109,7 +109,7 @@ func (d *deferredIndex) appended(b *indexBatch, n int, lastSeq uint64) {
 	d.waiting.Store(true)
 	d.unindexed.Store(int64(d.events))
 	if d.events > maxDeferredEvents && !d.fromDisk {
-		d.pending, d.fromDisk = nil, true
+		d.rebuildFromDisk()
 	}
 }
 
@@ -118,6 +118,12 @@ func (d *deferredIndex) appended(b *indexBatch, n int, lastSeq uint64) {
 // flush indexes from the stored records. mu is held.
 func (d *deferredIndex) rolledBack(b *indexBatch) {
 	d.values = b.values[:0]
+	d.rebuildFromDisk()
+}
+
+// rebuildFromDisk drops the waiting entries: the next flush indexes every
+// event after the mark from its stored record instead. mu is held.
+func (d *deferredIndex) rebuildFromDisk() {
 	d.pending, d.fromDisk = nil, true
 	d.waiting.Store(true)
 }
@@ -233,8 +239,7 @@ func (s *Store) updateIndexed(fn func(*bolt.Tx) error) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if err := s.flushLocked(); err != nil {
-		d.pending, d.fromDisk = nil, true
-		d.waiting.Store(true)
+		d.rebuildFromDisk()
 	}
 	return s.update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
@@ -267,8 +272,7 @@ func (s *Store) catchUpIndexes() {
 	d := &s.deferred
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.fromDisk = true
-	d.waiting.Store(true)
+	d.rebuildFromDisk()
 	_ = s.flushLocked()
 }
 

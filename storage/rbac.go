@@ -128,11 +128,7 @@ func (s *Store) UpdateRole(name, description string, perms []string, at time.Tim
 			return fmt.Errorf("role %s: %w: %v", name, ErrCorrupt, err)
 		}
 		out.Description, out.Permissions, out.UpdatedAt = description, slices.Clone(perms), at.UTC()
-		val, err := json.Marshal(out)
-		if err != nil {
-			return err
-		}
-		return b.Put([]byte(name), val)
+		return putRecord(b, []byte(name), out)
 	})
 	return out, err
 }
@@ -141,11 +137,9 @@ func (s *Store) UpdateRole(name, description string, perms []string, at time.Tim
 func (s *Store) GetRole(name string) (Role, error) {
 	var r Role
 	err := s.view(func(tx *bolt.Tx) error {
-		val := tx.Bucket(bucketRoles).Get([]byte(name))
-		if val == nil {
-			return ErrNotFound
-		}
-		return json.Unmarshal(val, &r)
+		var err error
+		r, err = getRecord[Role](tx.Bucket(bucketRoles), []byte(name))
+		return err
 	})
 	return r, err
 }
@@ -154,14 +148,9 @@ func (s *Store) GetRole(name string) (Role, error) {
 func (s *Store) ListRoles() ([]Role, error) {
 	var out []Role
 	err := s.view(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketRoles).ForEach(func(_, val []byte) error {
-			var r Role
-			if err := json.Unmarshal(val, &r); err != nil {
-				return err
-			}
-			out = append(out, r)
-			return nil
-		})
+		var err error
+		out, err = listRecords[Role](tx.Bucket(bucketRoles), nil)
+		return err
 	})
 	return out, err
 }
@@ -227,13 +216,9 @@ func (s *Store) CreateBinding(rb RoleBinding, customRole bool) error {
 		return err
 	}
 	return s.update(func(tx *bolt.Tx) error {
-		kv := tx.Bucket(bucketKeys).Get([]byte(rb.Principal))
-		if kv == nil {
-			return fmt.Errorf("principal %s: %w", rb.Principal, ErrNotFound)
-		}
-		var k APIKey
-		if err := json.Unmarshal(kv, &k); err != nil {
-			return err
+		k, err := getRecord[APIKey](tx.Bucket(bucketKeys), []byte(rb.Principal))
+		if err != nil {
+			return fmt.Errorf("principal %s: %w", rb.Principal, err)
 		}
 		if k.RevokedAt != nil {
 			return fmt.Errorf("principal %s: %w", rb.Principal, ErrRevoked)
@@ -266,11 +251,9 @@ func (s *Store) CreateBinding(rb RoleBinding, customRole bool) error {
 func (s *Store) GetBinding(id string) (RoleBinding, error) {
 	var rb RoleBinding
 	err := s.view(func(tx *bolt.Tx) error {
-		val := tx.Bucket(bucketBindings).Get([]byte(id))
-		if val == nil {
-			return ErrNotFound
-		}
-		return json.Unmarshal(val, &rb)
+		var err error
+		rb, err = getRecord[RoleBinding](tx.Bucket(bucketBindings), []byte(id))
+		return err
 	})
 	return rb, err
 }
@@ -280,16 +263,11 @@ func (s *Store) GetBinding(id string) (RoleBinding, error) {
 func (s *Store) ListBindings(principal string) ([]RoleBinding, error) {
 	var out []RoleBinding
 	err := s.view(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketBindings).ForEach(func(_, val []byte) error {
-			var rb RoleBinding
-			if err := json.Unmarshal(val, &rb); err != nil {
-				return err
-			}
-			if principal == "" || rb.Principal == principal {
-				out = append(out, rb)
-			}
-			return nil
+		var err error
+		out, err = listRecords(tx.Bucket(bucketBindings), func(rb *RoleBinding) bool {
+			return principal == "" || rb.Principal == principal
 		})
+		return err
 	})
 	// Ids are ULIDs, but a binding stored with a foreign id must still
 	// sort by time.
@@ -302,11 +280,8 @@ func (s *Store) DeleteBinding(id string) (RoleBinding, error) {
 	var rb RoleBinding
 	err := s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketBindings)
-		val := b.Get([]byte(id))
-		if val == nil {
-			return ErrNotFound
-		}
-		if err := json.Unmarshal(val, &rb); err != nil {
+		var err error
+		if rb, err = getRecord[RoleBinding](b, []byte(id)); err != nil {
 			return err
 		}
 		return b.Delete([]byte(id))

@@ -198,7 +198,7 @@ func (s *Store) Append(events ...*Event) error {
 	err := s.update(func(tx *bolt.Tx) error {
 		idx = d.collector(tx)
 		openBatches.Store(tx, idx)
-		defer openBatches.CompareAndDelete(tx, idx)
+		defer idx.end()
 		b := tx.Bucket(bucketEvents)
 		for _, ev := range events {
 			seq, err := b.NextSequence()

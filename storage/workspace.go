@@ -177,11 +177,7 @@ func (s *Store) UpdateWorkspace(id string, create bool, fn func(*Workspace) erro
 		if err := after.check(); err != nil {
 			return err
 		}
-		val, err := json.Marshal(after)
-		if err != nil {
-			return err
-		}
-		return b.Put([]byte(id), val)
+		return putRecord(b, []byte(id), after)
 	})
 	if err != nil {
 		return Workspace{}, Workspace{}, err
@@ -193,11 +189,9 @@ func (s *Store) UpdateWorkspace(id string, create bool, fn func(*Workspace) erro
 func (s *Store) GetWorkspace(id string) (Workspace, error) {
 	var w Workspace
 	err := s.view(func(tx *bolt.Tx) error {
-		val := tx.Bucket(bucketWorkspaces).Get([]byte(id))
-		if val == nil {
-			return ErrNotFound
-		}
-		return json.Unmarshal(val, &w)
+		var err error
+		w, err = getRecord[Workspace](tx.Bucket(bucketWorkspaces), []byte(id))
+		return err
 	})
 	return w, err
 }
@@ -206,14 +200,9 @@ func (s *Store) GetWorkspace(id string) (Workspace, error) {
 func (s *Store) Workspaces() ([]Workspace, error) {
 	var out []Workspace
 	err := s.view(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketWorkspaces).ForEach(func(_, val []byte) error {
-			var w Workspace
-			if err := json.Unmarshal(val, &w); err != nil {
-				return err
-			}
-			out = append(out, w)
-			return nil
-		})
+		var err error
+		out, err = listRecords[Workspace](tx.Bucket(bucketWorkspaces), nil)
+		return err
 	})
 	return out, err
 }

@@ -246,10 +246,7 @@ func (w *Writer) run() {
 			// is reported once.
 			err := w.store.FlushIndexes()
 			if err != nil && err != flushErr {
-				w.opts.Observer.WriteFailed(err)
-				if w.opts.OnError != nil {
-					w.opts.OnError(err)
-				}
+				w.writeFailed(err)
 			}
 			flushErr = err
 			continue
@@ -324,16 +321,21 @@ func (w *Writer) commit(batch []pending, events []*Event) {
 		w.recordGap()
 		return
 	}
-	w.opts.Observer.WriteFailed(err)
-	if w.opts.OnError != nil {
-		w.opts.OnError(err)
-	}
+	w.writeFailed(err)
 	for _, p := range batch {
 		if p.ack != nil {
 			p.ack <- err
 		} else {
 			w.drop(DropWriteError, p.ev.Time)
 		}
+	}
+}
+
+// writeFailed tells the observer and OnError about a failed write.
+func (w *Writer) writeFailed(err error) {
+	w.opts.Observer.WriteFailed(err)
+	if w.opts.OnError != nil {
+		w.opts.OnError(err)
 	}
 }
 
