@@ -330,7 +330,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 		r.Body = body
 	}
-	tw := &timingWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, requestID: id}
+	tw := &timingWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, requestID: id}
 	if capture {
 		tw.capture = &policy.Capture{Max: plan.CaptureBytes}
 	}
@@ -516,7 +516,9 @@ func (b *countingBody) Read(p []byte) (int, error) {
 // upstream headers). It sits under Caddy's response recorder, which does
 // the counting and keeps Flush and Hijack working through Unwrap.
 type timingWriter struct {
-	*caddyhttp.ResponseWriterWrapper
+	// By value: one allocation per request fewer; its pointer methods
+	// (Unwrap, ReadFrom, Push) are promoted to *timingWriter all the same.
+	caddyhttp.ResponseWriterWrapper
 	requestID string
 	firstByte atomic.Int64    // unix ns; 0 until headers are written
 	capture   *policy.Capture // the response body's first bytes, at the body level
