@@ -100,7 +100,6 @@ type Handler struct {
 	engineOnce *sync.Once // a pointer: Caddy copies module values
 	engine     *policy.Engine
 	engineErr  error
-	redactor   *policy.Redactor // the policy defaults' redactor
 	jwt        *jwtVerifier
 	logger     *zap.Logger
 }
@@ -174,9 +173,6 @@ func (h *Handler) ready() (*pipeline, *policy.Engine, error) {
 	}
 	h.engineOnce.Do(func() {
 		h.engine, h.engineErr = policy.Compile(h.effectivePolicy(), p.key, h.extraRedact())
-		if h.engine != nil {
-			h.redactor = h.engine.Defaults().Redactor()
-		}
 	})
 	return p, h.engine, h.engineErr
 }
