@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -68,11 +67,7 @@ type detectorsAnswer struct {
 // shows the worker's progress.
 func TestAdminAPIDetectorWiring(t *testing.T) {
 	initMetrics()
-	store, err := storage.Open(filepath.Join(t.TempDir(), "audit.db"), storage.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	store := openTestStore(t)
 	if err := store.PutWorkspace(storage.Workspace{ID: "acme", BusinessHours: &storage.BusinessHours{Timezone: "Asia/Tokyo"}}); err != nil {
 		t.Fatal(err)
 	}

@@ -28,17 +28,17 @@ import (
 func init() { addAuditCommand(simulateCommand) }
 
 // simAttacks are the attack scenarios simulate knows, in the order it
-// runs them, with the detector each should trip. "exfiltration" is also
-// accepted for data_exfiltration.
-var simAttacks = []struct{ name, detector string }{
-	{scenario.AttackBruteForce, "brute_force"},
-	{scenario.AttackCredentialStuffing, "brute_force"},
-	{scenario.AttackProbing, "unauthorized_access"},
-	{scenario.AttackExfiltration, "data_exfiltration"},
-	{scenario.AttackPrivilegeEscalate, "privilege_escalation"},
-	{scenario.AttackMassDeletion, "mass_deletion"},
-	{scenario.AttackUnusualAccess, "unusual_access"},
-	{scenario.AttackUnauthenticatedAPI, "unauthorized_access"},
+// runs them. "exfiltration" is also accepted for data_exfiltration. The
+// detector each should trip is the one the generator names.
+var simAttacks = []string{
+	scenario.AttackBruteForce,
+	scenario.AttackCredentialStuffing,
+	scenario.AttackProbing,
+	scenario.AttackExfiltration,
+	scenario.AttackPrivilegeEscalate,
+	scenario.AttackMassDeletion,
+	scenario.AttackUnusualAccess,
+	scenario.AttackUnauthenticatedAPI,
 }
 
 // defaultSimScenarios is every attack but unauthenticated_api, which
@@ -185,12 +185,6 @@ func planSimulation(o simOptions) (*simPlan, error) {
 	at := opts.Start.AddDate(0, 0, 3).Add(14 * time.Hour)
 
 	for i, name := range o.scenarios {
-		detector := ""
-		for _, a := range simAttacks {
-			if a.name == name {
-				detector = a.detector
-			}
-		}
 		// Each attack is injected into a scenario of its own that shares
 		// the population, so its events are only the attack's.
 		s := &scenario.Scenario{Options: base.Options, Workspaces: base.Workspaces, Users: base.Users}
@@ -219,23 +213,15 @@ func planSimulation(o simOptions) (*simPlan, error) {
 		case scenario.AttackUnauthenticatedAPI:
 			s.InjectUnauthenticatedAPI(at, "203.0.113.50", 30)
 		default:
-			return nil, fmt.Errorf("--scenarios: unknown scenario %q; known: %s", name, strings.Join(simAttackNames(), ", "))
+			return nil, fmt.Errorf("--scenarios: unknown scenario %q; known: %s", name, strings.Join(simAttacks, ", "))
 		}
-		a := simAttack{name: name, detector: detector, victim: v}
+		a := simAttack{name: name, detector: s.Attacks[0].Detector, victim: v}
 		for _, ev := range s.Events {
 			a.requests = append(a.requests, simRequestFor(&ev, name, false))
 		}
 		plan.attacks = append(plan.attacks, a)
 	}
 	return plan, nil
-}
-
-func simAttackNames() []string {
-	var out []string
-	for _, a := range simAttacks {
-		out = append(out, a.name)
-	}
-	return out
 }
 
 // parseScenarios reads --scenarios: names, "exfiltration" as an alias,
@@ -246,7 +232,7 @@ func parseScenarios(v string) ([]string, error) {
 	case "", "none":
 		return nil, nil
 	case "all":
-		return simAttackNames(), nil
+		return slices.Clone(simAttacks), nil
 	}
 	var out []string
 	for _, name := range strings.Split(v, ",") {
@@ -254,8 +240,8 @@ func parseScenarios(v string) ([]string, error) {
 		if name == "exfiltration" {
 			name = scenario.AttackExfiltration
 		}
-		if !slices.Contains(simAttackNames(), name) {
-			return nil, fmt.Errorf("--scenarios: unknown scenario %q; known: %s (or all, none)", name, strings.Join(simAttackNames(), ", "))
+		if !slices.Contains(simAttacks, name) {
+			return nil, fmt.Errorf("--scenarios: unknown scenario %q; known: %s (or all, none)", name, strings.Join(simAttacks, ", "))
 		}
 		if !slices.Contains(out, name) {
 			out = append(out, name)

@@ -91,7 +91,7 @@ func TestVerifyCommandOffline(t *testing.T) {
 // others; every attack has requests and the stand-in app's answers are
 // predicted from its contract.
 func TestSimulationPlan(t *testing.T) {
-	opts := simOptions{seed: 5, users: 24, workspaces: 3, benign: 800, scenarios: simAttackNames()}
+	opts := simOptions{seed: 5, users: 24, workspaces: 3, benign: 800, scenarios: simAttacks}
 	a, err := planSimulation(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -157,7 +157,7 @@ func TestSimulationOptions(t *testing.T) {
 	}{
 		{in: "none"},
 		{in: "brute_force, exfiltration,brute_force", want: []string{"brute_force", "data_exfiltration"}},
-		{in: "all", want: simAttackNames()},
+		{in: "all", want: simAttacks},
 		{in: "bruteforce", err: `unknown scenario "bruteforce"`},
 	} {
 		got, err := parseScenarios(tc.in)

@@ -29,6 +29,19 @@ func loginFailures(ip string, start time.Time, n int) []*storage.Event {
 	return evs
 }
 
+// openTestStore opens a fresh store, closed when the test ends, and makes
+// the metrics the detector worker feeds.
+func openTestStore(t *testing.T) *storage.Store {
+	t.Helper()
+	store, err := storage.Open(filepath.Join(t.TempDir(), "audit.db"), storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	initMetrics()
+	return store
+}
+
 // workerRun is one "process lifetime": a writer feeding a worker.
 type workerRun struct {
 	w *detectorWorker
@@ -79,7 +92,6 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 }
 
 func TestDetectorWorkerResumesWithoutDuplicates(t *testing.T) {
-	initMetrics()
 	for _, tt := range []struct {
 		name    string
 		history time.Duration
@@ -88,11 +100,7 @@ func TestDetectorWorkerResumesWithoutDuplicates(t *testing.T) {
 		{"replay the history", 72 * time.Hour},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			store, err := storage.Open(filepath.Join(t.TempDir(), "audit.db"), storage.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer store.Close()
+			store := openTestStore(t)
 			counter := metrics.alerts.WithLabelValues(detectors.DetectorBruteForce, storage.SeverityHigh)
 			start := time.Now().Add(-time.Hour).UTC().Truncate(time.Second)
 
@@ -131,12 +139,7 @@ func TestDetectorWorkerResumesWithoutDuplicates(t *testing.T) {
 }
 
 func TestDetectorWorkerReleaseOpensNewAlert(t *testing.T) {
-	store, err := storage.Open(filepath.Join(t.TempDir(), "audit.db"), storage.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	initMetrics()
+	store := openTestStore(t)
 	start := time.Now().Add(-time.Hour).UTC()
 	run := startWorker(store, 0)
 	defer run.stop()
@@ -157,12 +160,7 @@ func TestDetectorWorkerReleaseOpensNewAlert(t *testing.T) {
 }
 
 func TestWorkerSweepUpdatesMetrics(t *testing.T) {
-	store, err := storage.Open(filepath.Join(t.TempDir(), "audit.db"), storage.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	initMetrics()
+	store := openTestStore(t)
 	run := startWorker(store, 0)
 	defer run.stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -315,12 +313,7 @@ func TestWithWorkspaceHours(t *testing.T) {
 }
 
 func TestSweepNowNotRunning(t *testing.T) {
-	store, err := storage.Open(filepath.Join(t.TempDir(), "audit.db"), storage.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	initMetrics()
+	store := openTestStore(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	w := newDetectorWorker(store, newLoggerRef(nil), detectorSettings{sweep: time.Hour})
@@ -347,12 +340,7 @@ func TestSweepNowNotRunning(t *testing.T) {
 // A caller that gives up after its sweep was queued must not share the
 // result with the worker that later runs it (go test -race).
 func TestSweepNowCancelledAfterQueueing(t *testing.T) {
-	store, err := storage.Open(filepath.Join(t.TempDir(), "audit.db"), storage.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	initMetrics()
+	store := openTestStore(t)
 	w := newDetectorWorker(store, newLoggerRef(nil), detectorSettings{sweep: time.Hour})
 	w.start()
 	defer w.stop()
@@ -382,12 +370,7 @@ func TestSweepNowCancelledAfterQueueing(t *testing.T) {
 // history: changes within rebuildEvery of the last rebuild wait and are
 // applied together, once.
 func TestWorkspaceChangesCoalesceRebuilds(t *testing.T) {
-	store, err := storage.Open(filepath.Join(t.TempDir(), "audit.db"), storage.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	initMetrics()
+	store := openTestStore(t)
 	w := newDetectorWorker(store, newLoggerRef(nil), detectorSettings{sweep: time.Hour})
 	w.rebuildEvery = time.Hour
 	w.start()
@@ -410,12 +393,7 @@ func TestWorkspaceChangesCoalesceRebuilds(t *testing.T) {
 
 // A deferred change is applied once rebuildEvery has passed.
 func TestDeferredWorkspaceChangeApplied(t *testing.T) {
-	store, err := storage.Open(filepath.Join(t.TempDir(), "audit.db"), storage.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	initMetrics()
+	store := openTestStore(t)
 	w := newDetectorWorker(store, newLoggerRef(nil), detectorSettings{sweep: time.Hour})
 	w.rebuildEvery = 50 * time.Millisecond
 	w.start()

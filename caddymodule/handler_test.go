@@ -128,7 +128,7 @@ func TestHandlerRecordsOneRequest(t *testing.T) {
 		{"outcome", ev.Outcome, "success"},
 		{"method", ev.Method, "POST"},
 		{"path", ev.Path, "/t/acme/items"},
-		{"query", ev.Query, "token=" + h.redactor.Token("QUERYSECRET") + "&page=2"},
+		{"query", ev.Query, "token=" + h.engine.Defaults().Redactor().Token("QUERYSECRET") + "&page=2"},
 		{"bytes_in", ev.BytesIn, int64(5)},
 		{"bytes_out", ev.BytesOut, int64(10)},
 		{"client_ip", ev.ClientIP, "203.0.113.5"},
@@ -138,8 +138,8 @@ func TestHandlerRecordsOneRequest(t *testing.T) {
 		{"user_verified", ev.UserVerified, false},
 		{"workspace", ev.Workspace, "acme"},
 		{"request_id", ev.RequestID, "trace-42"},
-		{"authorization", ev.RequestHeaders["Authorization"][0], "Bearer " + h.redactor.Token("HEADERSECRET")},
-		{"set-cookie", ev.ResponseHeaders["Set-Cookie"][0], "sid=" + h.redactor.Token("SETCOOKIESECRET") + "; Path=/"},
+		{"authorization", ev.RequestHeaders["Authorization"][0], "Bearer " + h.engine.Defaults().Redactor().Token("HEADERSECRET")},
+		{"set-cookie", ev.ResponseHeaders["Set-Cookie"][0], "sid=" + h.engine.Defaults().Redactor().Token("SETCOOKIESECRET") + "; Path=/"},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
@@ -352,11 +352,11 @@ func TestHandlerBodyCapture(t *testing.T) {
 	if rb == nil || sb == nil {
 		t.Fatalf("bodies not recorded: %+v %+v", rb, sb)
 	}
-	wantReq := `{"user":"alice","password":"` + h.redactor.Token("BODYSECRET1") + `","card":"` + h.redactor.Token("4111111111111111") + `","items":[1,2,3]}`
+	wantReq := `{"user":"alice","password":"` + h.engine.Defaults().Redactor().Token("BODYSECRET1") + `","card":"` + h.engine.Defaults().Redactor().Token("4111111111111111") + `","items":[1,2,3]}`
 	if rb.Text != wantReq || rb.Size != int64(len(reqBody)) || rb.Truncated || rb.ContentType != "application/json" {
 		t.Errorf("request body %+v\nwant text %s", rb, wantReq)
 	}
-	if sb.Text != `{"token":"`+h.redactor.Token("RESPSECRET2")+`","ok":true}` || sb.Size != int64(len(respBody)) {
+	if sb.Text != `{"token":"`+h.engine.Defaults().Redactor().Token("RESPSECRET2")+`","ok":true}` || sb.Size != int64(len(respBody)) {
 		t.Errorf("response body %+v", sb)
 	}
 	if ev.Level != LevelBody || ev.RequestHeaders == nil {
@@ -377,7 +377,7 @@ func TestHandlerBodyBounds(t *testing.T) {
 		check                    func(*storage.Body) bool
 	}{
 		{"truncated", "application/json", "", big, func(b *storage.Body) bool {
-			return b.Truncated && b.Size == int64(len(big)) && len(b.Text) < 200 && strings.HasPrefix(b.Text, `{"data":"`+h.redactor.Token(strings.Repeat("x", 55)))
+			return b.Truncated && b.Size == int64(len(big)) && len(b.Text) < 200 && strings.HasPrefix(b.Text, `{"data":"`+h.engine.Defaults().Redactor().Token(strings.Repeat("x", 55)))
 		}},
 		{"type not captured", "image/png", "", "\x89PNG....", func(b *storage.Body) bool {
 			return b.Text == "" && b.Omitted == "content type not captured" && b.Size == 8
@@ -525,7 +525,7 @@ func TestHandlerIPHandling(t *testing.T) {
 			return ev.ClientIP == "203.0.113.0" && ev.ForwardedFor[0] == "198.51.100.0" && ev.ClientPort == 0
 		},
 		policy.IPPseudonymize: func(h *Handler, ev storage.Event) bool {
-			return ev.ClientIP == h.redactor.Token("203.0.113.5") && ev.ForwardedFor[0] == h.redactor.Token("198.51.100.7")
+			return ev.ClientIP == h.engine.Defaults().Redactor().Token("203.0.113.5") && ev.ForwardedFor[0] == h.engine.Defaults().Redactor().Token("198.51.100.7")
 		},
 	} {
 		t.Run(mode, func(t *testing.T) {

@@ -31,6 +31,9 @@ type IdentitySource struct {
 	// number (path_segment). Unused for basic_auth and host.
 	Name string `json:"name,omitempty"`
 
+	// header is Name as net/http stores it: Header.Get canonicalizes a key
+	// that is not canonical yet by allocating, once per request.
+	header  string
 	segment int
 }
 
@@ -52,6 +55,9 @@ func (s *IdentitySource) validate(what string, allowed ...string) error {
 	case sourceHeader, sourcePlaceholder:
 		if s.Name == "" {
 			return fmt.Errorf("%s: source %s needs a name", what, s.Source)
+		}
+		if s.Source == sourceHeader {
+			s.header = http.CanonicalHeaderKey(s.Name)
 		}
 	case sourceBasicAuth, sourceHost:
 		if s.Name != "" {
@@ -90,7 +96,7 @@ type identity struct {
 func (s *IdentitySource) resolve(r *http.Request, repl *caddy.Replacer, claims func() (map[string]any, bool)) identity {
 	switch s.Source {
 	case sourceHeader:
-		return identity{value: r.Header.Get(s.Name), source: sourceHeader}
+		return identity{value: r.Header.Get(s.header), source: sourceHeader}
 	case sourceJWT:
 		c, verified := claims()
 		if v, ok := c[s.Name]; ok {

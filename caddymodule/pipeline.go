@@ -43,13 +43,13 @@ type pipeline struct {
 	policy   policyState // the audit policy in force; guarded by mu
 }
 
-// loadPipeline returns the pipeline for the app's database, opening it on
-// first use. Every call must be paired with releasePipeline.
 // defaultCommitDelay is the app's commit_delay: long enough that a busy
 // proxy commits hundreds of events at once, short next to how fast anyone
 // reads the trail.
 const defaultCommitDelay = 20 * time.Millisecond
 
+// loadPipeline returns the pipeline for the app's database, opening it on
+// first use. Every call must be paired with releasePipeline.
 func loadPipeline(a *App) (*pipeline, bool, error) {
 	val, loaded, err := pipelines.LoadOrNew(a.dbPath, func() (caddy.Destructor, error) {
 		return openPipeline(a)
