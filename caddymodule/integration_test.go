@@ -1259,7 +1259,7 @@ func TestReloadUnderLoadKeepsEveryEvent(t *testing.T) {
 				resp, err := e.client.Do(req)
 				if err != nil {
 					mu.Lock()
-					if !reused.Load() && itConnReset(err) {
+					if itConnReset(err) {
 						reset = append(reset, id)
 					} else {
 						failures = append(failures, fmt.Sprintf("%s: %v (connection reused: %v)", id, err, reused.Load()))
@@ -1312,11 +1312,14 @@ func TestReloadUnderLoadKeepsEveryEvent(t *testing.T) {
 	// Caddy gives each config its own SO_REUSEPORT socket and closes the
 	// old one after the new one listens; Linux resets the connections that
 	// were still queued on the closed socket, before any HTTP handler saw
-	// them. That is Caddy core, not the audit module (it happens with any
-	// handler), so such resets on fresh connections are tolerated, but
-	// only if the request provably never got in: checked below.
+	// them. The old server also closes its idle keep-alive connections,
+	// and a request the client had just sent on one is reset (plain Caddy
+	// does the same: README, Reliability). That is Caddy core, not the
+	// audit module (it happens with any handler), so such resets are
+	// tolerated, but only if the request provably never got in: checked
+	// below.
 	if len(reset) > 0 {
-		t.Logf("%d requests were reset on a fresh connection while a reload swapped listening sockets: %q", len(reset), reset[:min(len(reset), 10)])
+		t.Logf("%d requests were reset while a reload swapped listening sockets or closed idle connections: %q", len(reset), reset[:min(len(reset), 10)])
 	}
 	if limit := workers * len(levels); len(reset) > limit {
 		t.Errorf("%d connection resets across %d reloads, more than one per client per reload (%d): %q", len(reset), len(levels), limit, reset[:min(len(reset), 10)])
