@@ -63,10 +63,8 @@ type deferredIndex struct {
 	// at maxDeferredEvents): the next flush indexes every event after
 	// the mark from its stored record.
 	fromDisk bool
-	// waiting is events > 0 || fromDisk, readable without mu, so that a
-	// reader with nothing to catch up takes no lock.
-	waiting atomic.Bool
-	// unindexed mirrors events for UnindexedEvents, without mu.
+	// unindexed mirrors events, readable without mu: a reader with
+	// nothing to catch up takes no lock, and UnindexedEvents reports it.
 	unindexed atomic.Int64
 	// After a failed flush (a damaged index block, a full file) the next
 	// attempt waits until retryAt, backing off from one second to a
@@ -101,16 +99,21 @@ func (d *deferredIndex) collector(tx *bolt.Tx) *indexBatch {
 // lastSeq, whose entries b collected. mu is held.
 func (d *deferredIndex) appended(b *indexBatch, n int, lastSeq uint64) {
 	d.values = b.values[:0]
+	d.count(n, lastSeq)
+	if d.events > maxDeferredEvents && !d.fromDisk {
+		d.rebuildFromDisk()
+	}
+}
+
+// count adds n events, the last with seq lastSeq, to those waiting to be
+// indexed. mu is held.
+func (d *deferredIndex) count(n int, lastSeq uint64) {
 	if d.events == 0 {
 		d.since = time.Now()
 	}
 	d.events += n
 	d.maxSeq = lastSeq
-	d.waiting.Store(true)
 	d.unindexed.Store(int64(d.events))
-	if d.events > maxDeferredEvents && !d.fromDisk {
-		d.rebuildFromDisk()
-	}
 }
 
 // rolledBack records that an Append failed: b may hold entries of events
@@ -125,12 +128,11 @@ func (d *deferredIndex) rolledBack(b *indexBatch) {
 // event after the mark from its stored record instead. mu is held.
 func (d *deferredIndex) rebuildFromDisk() {
 	d.pending, d.fromDisk = nil, true
-	d.waiting.Store(true)
 }
 
 // due reports whether the waiting entries should be written now.
 func (d *deferredIndex) due() bool {
-	return d.events >= indexFlushEvents || d.fromDisk || d.events > 0 && time.Since(d.since) >= indexFlushAge
+	return d.events >= indexFlushEvents || d.events > 0 && (d.fromDisk || time.Since(d.since) >= indexFlushAge)
 }
 
 // write brings the index buckets in tx up to date and moves the mark. It
@@ -161,7 +163,6 @@ func (d *deferredIndex) write(tx *bolt.Tx) error {
 func (d *deferredIndex) written() {
 	d.pending, d.events, d.maxSeq, d.fromDisk = nil, 0, 0, false
 	d.lastErr, d.backoff = nil, 0
-	d.waiting.Store(false)
 	d.unindexed.Store(0)
 }
 
@@ -187,7 +188,7 @@ func indexedThrough(meta *bolt.Bucket) uint64 {
 // entries do not wait for the next commit, and Close calls it so a clean
 // shutdown leaves nothing for the next Open.
 func (s *Store) FlushIndexes() error {
-	if !s.deferred.waiting.Load() {
+	if s.deferred.unindexed.Load() == 0 {
 		return nil
 	}
 	s.deferred.mu.Lock()
@@ -204,7 +205,10 @@ func (s *Store) UnindexedEvents() int { return int(s.deferred.unindexed.Load()) 
 // returns the last failure without trying.
 func (s *Store) flushLocked() error {
 	d := &s.deferred
-	if d.events == 0 && !d.fromDisk {
+	if d.events == 0 {
+		// Nothing after the mark (a rebuild asked for by an Append that
+		// rolled back stored nothing).
+		d.written()
 		return nil
 	}
 	if d.lastErr != nil && time.Now().Before(d.retryAt) {
@@ -273,6 +277,7 @@ func (s *Store) catchUpIndexes() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.rebuildFromDisk()
+	d.count(int(head-through), head)
 	_ = s.flushLocked()
 }
 
